@@ -1,0 +1,166 @@
+"""Judging one message against CONTRACT §4 "Validation": what is accepted and what is refused.
+
+Pure: takes the parsed message, the registry and the receive time; returns values, never raises
+for bad input. A refused value does not refuse its reading's other values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from sensors.catalog import CATALOG
+from sensors.models import PayloadRefused, ReadingIn, parse_readings, parse_ts_ns
+from sensors.registry import StationRegistry
+from sensors.schema import QuarantineReason
+from sensors.topics import StationId
+
+DIAG_KEY_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
+NS_PER_S: Final = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One quarantine record: a whole message, one reading, or one value."""
+
+    reason: QuarantineReason
+    detail: str
+    parameter: str | None = None
+    # The reading's observation time when it was valid; None for message-level refusals and
+    # refused timestamps (the quarantine then uses the receive time).
+    ts_ns: int | None = None
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedReading:
+    """A reading's accepted values, before QC."""
+
+    station_id: StationId
+    ts_ns: int
+    seq: int | None
+    values: dict[str, float]
+    diag: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """Everything one message gave: readings to store and refusals to quarantine."""
+
+    readings: list[AcceptedReading] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    readings_received: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The time window a reading's ``ts`` must fall in, relative to its receive time."""
+
+    future_tolerance_s: float = 300.0  # CONTRACT §4: 5 minutes ahead
+    backfill_horizon_s: float = 30 * 86_400.0  # CONTRACT §4: 30 days back by default
+
+
+def judge_readings_message(
+    station_id: StationId,
+    payload: bytes,
+    registry: StationRegistry,
+    received_ns: int,
+    limits: Limits,
+) -> Verdict:
+    """Return the verdict on a ``stations/{id}/readings`` message received at ``received_ns``."""
+    verdict = Verdict()
+    try:
+        readings = parse_readings(payload)
+    except PayloadRefused as refused:
+        verdict.refusals.append(Refusal(refused.reason, refused.detail))
+        return verdict
+    verdict.readings_received = len(readings)
+    station = registry.get(station_id)
+    for reading in readings:
+        seq = reading.seq
+        if station is None:
+            verdict.refusals.append(
+                Refusal(QuarantineReason.UNKNOWN_STATION, "station not in the registry", seq=seq)
+            )
+            continue
+        ts_ns, refusal = _judge_ts(reading, received_ns, limits)
+        if refusal is not None:
+            verdict.refusals.append(refusal)
+            continue
+        values: dict[str, float] = {}
+        for parameter, raw in reading.values.items():
+            value, problem = _judge_value(parameter, raw, station.parameters)
+            if problem is None:
+                values[parameter] = value
+            else:
+                reason, detail = problem
+                verdict.refusals.append(Refusal(reason, detail, parameter, ts_ns, seq))
+        diag = _judge_diag(reading, ts_ns, verdict.refusals)
+        if values:
+            verdict.readings.append(AcceptedReading(station_id, ts_ns, seq, values, diag))
+    return verdict
+
+
+def _judge_ts(
+    reading: ReadingIn, received_ns: int, limits: Limits
+) -> tuple[int, Refusal | None]:
+    try:
+        ts_ns = parse_ts_ns(reading.ts)
+    except (ValueError, OverflowError) as exc:
+        return 0, Refusal(QuarantineReason.INVALID_SHAPE, f"ts: {exc}"[:200], seq=reading.seq)
+    if ts_ns > received_ns + int(limits.future_tolerance_s * NS_PER_S):
+        ahead_s = (ts_ns - received_ns) / NS_PER_S
+        detail = f"ts {ahead_s:.0f} s ahead of the receive time" if ahead_s < 1e12 else "ts ahead"
+        return 0, Refusal(QuarantineReason.TS_IN_FUTURE, detail, seq=reading.seq)
+    if ts_ns < received_ns - int(limits.backfill_horizon_s * NS_PER_S):
+        behind_d = (received_ns - ts_ns) / NS_PER_S / 86_400
+        detail = f"ts {behind_d:.1f} days old" if behind_d < 1e9 else "ts too old"
+        return 0, Refusal(QuarantineReason.TS_TOO_OLD, detail, seq=reading.seq)
+    return ts_ns, None
+
+
+def _judge_value(
+    parameter: str, raw: object, registered: tuple[str, ...]
+) -> tuple[float, tuple[QuarantineReason, str] | None]:
+    spec = CATALOG.get(parameter)
+    if spec is None:
+        return 0.0, (QuarantineReason.UNKNOWN_PARAMETER, "not in the catalogue")
+    if parameter not in registered:
+        return 0.0, (QuarantineReason.UNKNOWN_PARAMETER, "not registered for this station")
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return 0.0, (QuarantineReason.NON_FINITE, f"not a number ({type(raw).__name__})")
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer beyond float range
+        return 0.0, (QuarantineReason.NON_FINITE, "number too large")
+    if not math.isfinite(value):
+        return 0.0, (QuarantineReason.NON_FINITE, f"{value} is not finite")
+    if not spec.min <= value <= spec.max:
+        return 0.0, (
+            QuarantineReason.OUT_OF_RANGE,
+            f"{value:g} {spec.unit} outside {spec.min:g} … {spec.max:g}",
+        )
+    return value, None
+
+
+def _judge_diag(reading: ReadingIn, ts_ns: int, refusals: list[Refusal]) -> dict[str, float]:
+    diag: dict[str, float] = {}
+    for key, raw in (reading.diag or {}).items():
+        name = f"diag.{key[:40]}"
+        if DIAG_KEY_RE.fullmatch(key) is None:
+            refusals.append(
+                Refusal(QuarantineReason.INVALID_SHAPE, "diag key", name, ts_ns, reading.seq)
+            )
+        elif isinstance(raw, bool) or not isinstance(raw, int | float):
+            refusals.append(
+                Refusal(QuarantineReason.NON_FINITE, "not a number", name, ts_ns, reading.seq)
+            )
+        elif not math.isfinite(float(raw)):
+            refusals.append(
+                Refusal(QuarantineReason.NON_FINITE, "not finite", name, ts_ns, reading.seq)
+            )
+        else:
+            diag[key] = float(raw)
+    return diag
