@@ -58,8 +58,9 @@ def format_field(value: FieldValue) -> str:
     return escape_string_field(value)
 
 
-def format_point(measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue],
-                 ts_ns: int) -> str:
+def format_point(
+    measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ns: int
+) -> str:
     """Return one line of line protocol; tags are sorted (InfluxDB's recommended order)."""
     if not fields:
         raise LineProtocolError("a point needs at least one field")

@@ -33,13 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("up", help="run the whole platform in the foreground (embedded services)")
     ingest = sub.add_parser("ingest", help="run the ingester: MQTT -> validation -> InfluxDB")
-    ingest.add_argument("--shared", metavar="GROUP", default=None,
-                        help="join the MQTT v5 shared subscription $share/GROUP/... (scale-out)")
-    ingest.add_argument("--client-id", default=None,
-                        help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)")
+    ingest.add_argument(
+        "--shared",
+        metavar="GROUP",
+        default=None,
+        help="join the MQTT v5 shared subscription $share/GROUP/... (scale-out)",
+    )
+    ingest.add_argument(
+        "--client-id", default=None, help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)"
+    )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
-    simulate = sub.add_parser("simulate", help="run the simulated station network",
-                              add_help=False)
+    simulate = sub.add_parser("simulate", help="run the simulated station network", add_help=False)
     simulate.add_argument("sim_args", nargs=argparse.REMAINDER)
     return parser
 

@@ -61,8 +61,14 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class ManagedProcess:
     """One child process in its own process group, with a log file and a stop that never hangs."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path,
-                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -82,9 +88,14 @@ class ManagedProcess:
         """Start the process, appending its output to the log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603  # argv is ours, never from input
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, cwd=self.cwd, start_new_session=True,
+        self.process = subprocess.Popen(  # argv is ours, never from input
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+            start_new_session=True,
         )
         logger.info("started %s pid=%d", self.name, self.process.pid)
 
@@ -236,21 +247,38 @@ bind-address = "127.0.0.1:{rpc_port}"
 class InfluxDB(ManagedProcess):
     """The embedded InfluxDB 1.x (Debian's package) with a generated config under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, http_port: int, *, rpc_port: int | None = None,
-                 auth: bool = False, query_log: bool = False, access_log: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        http_port: int,
+        *,
+        rpc_port: int | None = None,
+        auth: bool = False,
+        query_log: bool = False,
+        access_log: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = http_port
         self.url = f"http://127.0.0.1:{http_port}"
         data_dir.mkdir(parents=True, exist_ok=True)
         conf = data_dir / "influxdb.conf"
-        conf.write_text(INFLUXDB_CONF.format(
-            data_dir=data_dir, http_port=http_port, rpc_port=rpc_port or free_port(),
-            auth=str(auth).lower(), query_log=str(query_log).lower(),
-            access_log=str(access_log).lower(),
-        ))
+        conf.write_text(
+            INFLUXDB_CONF.format(
+                data_dir=data_dir,
+                http_port=http_port,
+                rpc_port=rpc_port or free_port(),
+                auth=str(auth).lower(),
+                query_log=str(query_log).lower(),
+                access_log=str(access_log).lower(),
+            )
+        )
         binary = find_binary("influxd", "/usr/bin/influxd")
-        super().__init__("influxd", [binary, "-config", str(conf)], data_dir / "influxd.log",
-                         env={**os.environ, "INFLUXDB_DATA_QUERY_LOG_ENABLED": str(query_log)})
+        super().__init__(
+            "influxd",
+            [binary, "-config", str(conf)],
+            data_dir / "influxd.log",
+            env={**os.environ, "INFLUXDB_DATA_QUERY_LOG_ENABLED": str(query_log)},
+        )
 
     def _ping(self) -> bool:
         try:
@@ -266,7 +294,8 @@ class InfluxDB(ManagedProcess):
     def create_database(self, name: str, auth: tuple[str, str] | None = None) -> None:
         """Create a database (idempotent on 1.x)."""
         quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        response = httpx.post(f"{self.url}/query", data={"q": f"CREATE DATABASE {quoted}"},
-                              auth=auth, timeout=10.0)
+        response = httpx.post(
+            f"{self.url}/query", data={"q": f"CREATE DATABASE {quoted}"}, auth=auth, timeout=10.0
+        )
         if response.status_code != 200 or "error" in response.text:
             raise ServiceError(f"CREATE DATABASE {name}: {response.status_code} {response.text}")

@@ -153,7 +153,7 @@ def parse_ts_ns(ts: int | float | str) -> int:
         if not math.isfinite(ts):
             raise ValueError("ts is not finite")
         return round(ts * 1_000_000) * 1000
-    if len(ts) > 40 or "T" not in ts.upper() and " " not in ts:
+    if len(ts) > 40 or ("T" not in ts.upper() and " " not in ts):
         raise ValueError("ts is not an RFC 3339 date-time")
     parsed = datetime.fromisoformat(ts)
     if parsed.tzinfo is None:

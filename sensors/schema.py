@@ -48,6 +48,7 @@ class QuarantineReason(StrEnum):
     OUT_OF_RANGE = "out_of_range"
     INVALID_STATUS = "invalid_status"
     WRITE_REJECTED = "write_rejected"
+    INTERNAL_ERROR = "internal_error"  # a bug met this message; it is kept, not lost
 
 
 def qc_field(parameter: str) -> str:

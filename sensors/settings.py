@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     backfill_horizon_days: float = Field(30.0, gt=0)  # CONTRACT §4: older readings are refused
     future_tolerance_s: float = Field(300.0, ge=0)  # CONTRACT §4: 5 minutes ahead at most
     ingest_batch_max: int = Field(5000, ge=1)
-    ingest_flush_interval_s: float = Field(0.2, gt=0)
+    # How long the writer waits for more messages before a write; 0 writes whatever has arrived
+    # (batches then grow by themselves under load, up to ingest_batch_max lines).
+    ingest_linger_s: float = Field(0.0, ge=0, le=5)
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
 

@@ -32,6 +32,9 @@ class Refusal:
     # refused timestamps (the quarantine then uses the receive time).
     ts_ns: int | None = None
     seq: int | None = None
+    # Which part of the reading was refused: "v{i}" its i-th value, "d{i}" its i-th diagnostic,
+    # "r" the reading or the whole message. Keeps the quarantine records of one reading apart.
+    slot: str = "r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,22 +93,22 @@ def judge_readings_message(
             verdict.refusals.append(refusal)
             continue
         values: dict[str, float] = {}
-        for parameter, raw in reading.values.items():
+        for index, (parameter, raw) in enumerate(reading.values.items()):
             value, problem = _judge_value(parameter, raw, station.parameters)
             if problem is None:
                 values[parameter] = value
             else:
                 reason, detail = problem
-                verdict.refusals.append(Refusal(reason, detail, parameter, ts_ns, seq))
+                verdict.refusals.append(
+                    Refusal(reason, detail, parameter[:100], ts_ns, seq, f"v{index}")
+                )
         diag = _judge_diag(reading, ts_ns, verdict.refusals)
         if values:
             verdict.readings.append(AcceptedReading(station_id, ts_ns, seq, values, diag))
     return verdict
 
 
-def _judge_ts(
-    reading: ReadingIn, received_ns: int, limits: Limits
-) -> tuple[int, Refusal | None]:
+def _judge_ts(reading: ReadingIn, received_ns: int, limits: Limits) -> tuple[int, Refusal | None]:
     try:
         ts_ns = parse_ts_ns(reading.ts)
     except (ValueError, OverflowError) as exc:
@@ -147,20 +150,23 @@ def _judge_value(
 
 def _judge_diag(reading: ReadingIn, ts_ns: int, refusals: list[Refusal]) -> dict[str, float]:
     diag: dict[str, float] = {}
-    for key, raw in (reading.diag or {}).items():
-        name = f"diag.{key[:40]}"
+    for index, (key, raw) in enumerate((reading.diag or {}).items()):
+        problem: tuple[QuarantineReason, str] | None = None
         if DIAG_KEY_RE.fullmatch(key) is None:
-            refusals.append(
-                Refusal(QuarantineReason.INVALID_SHAPE, "diag key", name, ts_ns, reading.seq)
-            )
+            problem = QuarantineReason.INVALID_SHAPE, "diag key must match [a-z][a-z0-9_]{0,31}"
         elif isinstance(raw, bool) or not isinstance(raw, int | float):
-            refusals.append(
-                Refusal(QuarantineReason.NON_FINITE, "not a number", name, ts_ns, reading.seq)
-            )
-        elif not math.isfinite(float(raw)):
-            refusals.append(
-                Refusal(QuarantineReason.NON_FINITE, "not finite", name, ts_ns, reading.seq)
-            )
+            problem = QuarantineReason.NON_FINITE, "not a number"
         else:
-            diag[key] = float(raw)
+            try:
+                value = float(raw)
+            except OverflowError:
+                value = math.inf
+            if math.isfinite(value):
+                diag[key] = value
+            else:
+                problem = QuarantineReason.NON_FINITE, "not finite"
+        if problem is not None:
+            refusals.append(
+                Refusal(problem[0], problem[1], f"diag.{key[:40]}", ts_ns, reading.seq, f"d{index}")
+            )
     return diag

@@ -89,5 +89,4 @@ def settings(broker: Mosquitto, influx: InfluxDB, db_name: str, tmp_path: Path) 
         influx_db=db_name,
         data_dir=tmp_path / "var",
         mqtt_client_id="ingest-" + uuid.uuid4().hex[:8],
-        ingest_flush_interval_s=0.05,
     )

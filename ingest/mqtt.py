@@ -1,0 +1,185 @@
+"""The MQTT side of the ingester: a durable paho-mqtt 2.x session with manual acknowledgement.
+
+Fixed client id, MQTT v5 with ``clean_start=False`` and a session expiry, so that the broker keeps
+the subscription and queues QoS 1 messages while the ingester is down (RELIABILITY §0.3: paho's
+default ``MQTT_CLEAN_START_FIRST_ONLY`` would discard that queue on every start). ``on_message``
+only judges and enqueues; the writer thread acknowledges once the message is durably handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ingest.delivery import Delivery, judge_delivery
+from ingest.metrics import IngestStats
+from sensors.registry import StationRegistry
+from sensors.schema import QuarantineReason
+from sensors.settings import Settings
+from sensors.topics import READINGS_FILTER, STATUS_FILTER, accepted_topic
+from sensors.validation import Limits, Refusal, Verdict
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 30  # RELIABILITY R10: back-off capped at 30 s
+
+
+def subscription_filters(shared_group: str | None) -> list[str]:
+    """Return the topic filters to subscribe to, inside ``$share/GROUP/`` when scaling out."""
+    filters = [READINGS_FILTER, STATUS_FILTER]
+    if shared_group:
+        return [f"$share/{shared_group}/{f}" for f in filters]
+    return filters
+
+
+class MqttIntake:
+    """Receives station messages into a queue of Deliveries and sends the acknowledgements."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: StationRegistry,
+        deliveries: queue.Queue[Delivery],
+        stats: IngestStats,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.deliveries = deliveries
+        self.stats = stats
+        self.limits = Limits(settings.future_tolerance_s, settings.backfill_horizon_days * 86_400)
+        self.filters = subscription_filters(settings.ingest_shared_group)
+        self.accepting = True
+        self.connected = threading.Event()
+        self.sessions_present: list[bool] = []
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.mqtt_client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if settings.mqtt_username:
+            password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+            client.username_pw_set(settings.mqtt_username, password)
+        if settings.mqtt_tls:
+            client.tls_set(
+                ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        """Connect (retrying in the background) and start paho's network thread."""
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's hints stop here
+        properties.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
+        properties.ReceiveMaximum = self.settings.mqtt_receive_maximum
+        self.client.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=properties,
+        )
+        self.client.loop_start()
+
+    def stop_intake(self) -> None:
+        """Stop taking messages: later ones stay unacknowledged for the next session."""
+        self.accepting = False
+
+    def disconnect(self) -> None:
+        """Send what is queued (acknowledgements), disconnect and stop the network thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge one message (called by the writer thread, in receive order)."""
+        if qos > 0:
+            self.client.ack(mid, qos)
+
+    def publish_accepted(self, station_id: str, payload: bytes) -> None:
+        """Re-publish an accepted reading for live consumers (QoS 0, never retained)."""
+        self.client.publish(accepted_topic(station_id), payload, qos=0)
+
+    # -- paho callbacks (paho's network thread) --------------------------------------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.error("MQTT connection refused: %s", reason_code)
+            return
+        self.stats.mqtt_connects += 1
+        self.sessions_present.append(bool(flags.session_present))
+        logger.info(
+            "connected to %s:%d as %s (session present: %s)",
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            self.settings.mqtt_client_id,
+            flags.session_present,
+        )
+        client.subscribe([(f, 1) for f in self.filters])
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        if self.accepting:
+            self.stats.mqtt_disconnects += 1
+            logger.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if not self.accepting:
+            return
+        received_ns = time.time_ns()
+        topic = message.topic if isinstance(message.topic, str) else "<undecodable>"
+        payload = bytes(message.payload)
+        try:
+            delivery = judge_delivery(
+                message.mid,
+                message.qos,
+                topic,
+                payload,
+                received_ns,
+                self.registry,
+                self.limits,
+            )
+        except Exception as exc:
+            self.stats.handler_errors += 1
+            logger.exception("judging mid=%s on %s failed", message.mid, topic)
+            verdict = Verdict(
+                refusals=[
+                    Refusal(QuarantineReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+                ]
+            )
+            delivery = Delivery(
+                message.mid, message.qos, topic, payload, received_ns, None, verdict
+            )
+        self.stats.messages_received += 1
+        self.stats.in_flight += 1
+        if delivery.verdict is not None:
+            self.stats.readings_received += delivery.verdict.readings_received
+        self.deliveries.put(delivery)

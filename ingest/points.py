@@ -1,0 +1,112 @@
+"""Turning verdicts into stored points (the schema of sensors.schema) in line protocol."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Mapping
+
+from ingest.lineproto import FieldValue, format_point
+from sensors import schema
+from sensors.qc import QcResult
+from sensors.schema import QcFlag, QuarantineReason
+from sensors.validation import AcceptedReading
+
+UNKNOWN_STATION = "_unknown"
+
+
+class UniqueClock:
+    """Nanosecond receive times that never repeat within this process (quarantine keys)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def now_ns(self) -> int:
+        """Return time.time_ns(), bumped so that it is strictly greater than the last one."""
+        now = time.time_ns()
+        self._last = now if now > self._last else self._last + 1
+        return self._last
+
+
+def reading_line(reading: AcceptedReading, qc: Mapping[str, QcResult]) -> str:
+    """Return the ``readings`` point of an accepted reading with each value's QC flag.
+
+    ``{p}_check`` is written only for suspect values; readers consult it only when the flag
+    says ``suspect``, so a stale check name behind a later ``good`` flag is never shown.
+    """
+    fields: dict[str, FieldValue] = {}
+    for parameter, value in reading.values.items():
+        result = qc[parameter]
+        fields[parameter] = value
+        fields[schema.qc_field(parameter)] = result.flag.value
+        if result.flag is QcFlag.SUSPECT:
+            fields[schema.check_field(parameter)] = result.check
+    if reading.seq is not None:
+        fields[schema.SEQ_FIELD] = reading.seq
+    return format_point(
+        schema.READINGS, {schema.STATION_TAG: reading.station_id}, fields, reading.ts_ns
+    )
+
+
+def diagnostics_line(reading: AcceptedReading) -> str | None:
+    """Return the ``diagnostics`` point of a reading's station diagnostics, if any."""
+    if not reading.diag:
+        return None
+    fields: dict[str, FieldValue] = dict(reading.diag)
+    return format_point(
+        schema.DIAGNOSTICS, {schema.STATION_TAG: reading.station_id}, fields, reading.ts_ns
+    )
+
+
+def quarantine_line(
+    *,
+    reason: QuarantineReason,
+    detail: str,
+    station_id: str | None,
+    topic: str,
+    payload: bytes,
+    received_ns: int,
+    time_ns: int,
+    slot: str,
+    parameter: str | None = None,
+    seq: int | None = None,
+) -> str:
+    """Return one ``quarantine`` point (CONTRACT §3: reason, station, receive time, raw ≤ 4 KiB).
+
+    ``time_ns`` is the reading's observation time when it was valid (so that a redelivery
+    overwrites the same record) and a unique receive time otherwise. ``slot`` (a tag) tells
+    apart the refusals of one reading: ``v{i}`` for its i-th value, ``d{i}`` for a diagnostic,
+    ``r`` for the reading or the whole message.
+    """
+    head = payload[: schema.RAW_PAYLOAD_MAX_BYTES]
+    fields: dict[str, FieldValue] = {
+        "detail": detail,
+        "topic": topic.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "received": received_ns,
+        "size": len(payload),
+    }
+    try:
+        fields["raw"] = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not UTF-8 (or cut inside a character): keep it byte-exact in base64, and readable.
+        fields["raw"] = head.decode("utf-8", "replace")
+        fields["raw_b64"] = base64.b64encode(head).decode("ascii")
+    if parameter is not None:
+        fields["parameter"] = parameter
+    if seq is not None:
+        fields["seq"] = seq
+    tags = {"reason": reason.value, schema.STATION_TAG: station_id or UNKNOWN_STATION, "slot": slot}
+    return format_point(schema.QUARANTINE, tags, fields, time_ns)
+
+
+def status_line(station_id: str, state: str, firmware: str | None, received_ns: int) -> str:
+    """Return the ``station_status`` point of a status message."""
+    fields: dict[str, FieldValue] = {"state": state}
+    if firmware:
+        fields["firmware"] = firmware
+    return format_point(schema.STATUS, {schema.STATION_TAG: station_id}, fields, received_ns)
+
+
+def stats_line(ingester: str, stats: Mapping[str, float | int], now_ns: int) -> str:
+    """Return an ``ingest_stats`` snapshot of one ingester's counters."""
+    return format_point(schema.INGEST_STATS, {"ingester": ingester}, dict(stats), now_ns)

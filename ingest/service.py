@@ -1,0 +1,109 @@
+"""``meltemi ingest``: wiring intake, writer, spool and metrics, and stopping them in order."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import signal
+import threading
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from ingest.delivery import Delivery
+from ingest.errors import StorageUnavailable
+from ingest.influx import InfluxWriter
+from ingest.metrics import IngestStats, StatsCollector
+from ingest.mqtt import MqttIntake
+from ingest.spool import Spool
+from ingest.writer import ClearSky, Writer
+from sensors.registry import StationRegistry, load_registry
+from sensors.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class Ingester:
+    """One ingester: MQTT intake -> writer thread -> InfluxDB (or the spool)."""
+
+    def __init__(self, settings: Settings, registry: StationRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else load_registry(settings.stations_file)
+        self.stats = IngestStats()
+        self.influx = InfluxWriter(settings)
+        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.mqtt_client_id)
+        self.spool = Spool(settings.data_dir / "spool" / safe_id)
+        # Bounded, and larger than what the broker may have in flight to us (Receive Maximum),
+        # so paho's thread never blocks on it.
+        self.deliveries: queue.Queue[Delivery] = queue.Queue(
+            maxsize=4 * settings.mqtt_receive_maximum + 100
+        )
+        self.intake = MqttIntake(settings, self.registry, self.deliveries, self.stats)
+        self.writer = Writer(
+            deliveries=self.deliveries,
+            influx=self.influx,
+            spool=self.spool,
+            registry=self.registry,
+            stats=self.stats,
+            ack=self.intake.ack,
+            publish=self.intake.publish_accepted,
+            ingester_id=settings.mqtt_client_id,
+            batch_max=settings.ingest_batch_max,
+            linger_s=settings.ingest_linger_s,
+            qc=settings.ingest_qc,
+            clear_sky=_clear_sky(),
+        )
+
+    def start(self) -> None:
+        """Start the writer, then connect to the broker."""
+        try:
+            self.influx.ensure_database()
+        except StorageUnavailable as exc:
+            logger.warning("InfluxDB not reachable at start (%s); readings will be spooled", exc)
+        self.writer.start()
+        self.intake.start()
+
+    def stop(self) -> None:
+        """Stop intake, drain the queue, flush and acknowledge, then disconnect."""
+        logger.info("stopping: intake closed, draining %d queued messages", self.deliveries.qsize())
+        self.intake.stop_intake()
+        self.writer.stop()
+        self.writer.join()
+        self.intake.disconnect()
+        self.spool.close()
+        self.influx.close()
+        logger.info("stopped (spool holds %d lines)", self.spool.depth_lines)
+
+
+def _clear_sky() -> ClearSky | None:
+    return None
+
+
+def run(settings: Settings) -> int:
+    """Run the ingester until SIGINT or SIGTERM; return the exit code."""
+    ingester = Ingester(settings)
+    if settings.ingest_metrics_port:
+        metrics = CollectorRegistry()
+        metrics.register(StatsCollector(ingester.stats))
+        start_http_server(settings.ingest_metrics_port, addr="127.0.0.1", registry=metrics)
+        logger.info("metrics on http://127.0.0.1:%d/metrics", settings.ingest_metrics_port)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    ingester.start()
+    logger.info(
+        "ingesting %s into %s/%s",
+        ", ".join(ingester.intake.filters),
+        settings.influx_url,
+        settings.influx_db,
+    )
+    while not stop.wait(0.5):
+        pass
+    ingester.stop()
+    return 0

@@ -1,0 +1,423 @@
+"""The writer thread: QC, line protocol, batched writes, the spool, and in-order acknowledgement.
+
+For each batch taken from the queue (in receive order): judge QC, build the lines, write them
+to InfluxDB or, if it cannot take them, append them to the fsynced spool; only then acknowledge
+every message of the batch, in receive order [MQTT-4.6.0-2]. A partial rejection is bisected so
+that only the refused lines are quarantined and the write attempts stay logarithmic
+(RELIABILITY §0.6, R8).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from ingest.delivery import Delivery
+from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.influx import InfluxWriter
+from ingest.metrics import IngestStats
+from ingest.points import (
+    UniqueClock,
+    diagnostics_line,
+    quarantine_line,
+    reading_line,
+    stats_line,
+    status_line,
+)
+from ingest.seqtrack import SeqTracker
+from ingest.spool import Spool
+from sensors import schema
+from sensors.models import format_ts
+from sensors.outbound import LatestEntry
+from sensors.qc import GOOD, HISTORY_NS, QcResult, StationHistory, judge_values
+from sensors.registry import StationRegistry
+from sensors.schema import QcFlag, QuarantineReason
+
+logger = logging.getLogger(__name__)
+
+STATS_INTERVAL_S: Final = 5.0
+RETRY_MIN_S: Final = 0.5
+RETRY_MAX_S: Final = 30.0
+DRAIN_RECORDS_PER_TURN: Final = 8
+RECOVERY_AHEAD_NS: Final = 3600 * 1_000_000_000
+
+Acker = Callable[[int, int], None]
+Publisher = Callable[[str, bytes], None]
+ClearSky = Callable[[float, float, float, int], float]
+
+
+@dataclass(slots=True)
+class _Batch:
+    deliveries: list[Delivery] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    entries: list[LatestEntry] = field(default_factory=list)
+    readings: int = 0
+    values: int = 0
+
+
+class Writer(threading.Thread):
+    """Takes Deliveries from a queue, stores them durably, then acknowledges them in order."""
+
+    def __init__(
+        self,
+        *,
+        deliveries: queue.Queue[Delivery],
+        influx: InfluxWriter,
+        spool: Spool,
+        registry: StationRegistry,
+        stats: IngestStats,
+        ack: Acker,
+        publish: Publisher | None,
+        ingester_id: str,
+        batch_max: int = 5000,
+        linger_s: float = 0.0,
+        qc: bool = True,
+        clear_sky: ClearSky | None = None,
+    ) -> None:
+        super().__init__(name="meltemi-writer", daemon=True)
+        self.deliveries = deliveries
+        self.influx = influx
+        self.spool = spool
+        self.registry = registry
+        self.stats = stats
+        self.ack = ack
+        self.publish = publish
+        self.ingester_id = ingester_id
+        self.batch_max = batch_max
+        self.linger_s = linger_s
+        self.qc_enabled = qc
+        self.clear_sky = clear_sky
+        self.stop_event = threading.Event()
+        self.idle = threading.Event()
+        self.seq = SeqTracker()
+        self._clock = UniqueClock()
+        self._histories: dict[str, StationHistory] = {}
+        self._recovered: set[str] = set()
+        self._next_drain = 0.0
+        self._retry_s = RETRY_MIN_S
+        self._next_stats = time.monotonic() + STATS_INTERVAL_S
+        self.stats.spool_depth = spool.depth_lines
+        self.stats.spool_torn_records = spool.torn_records
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Loop until stopped and the queue is empty; each turn stores one batch."""
+        logger.info("writer started (spool holds %d lines)", self.spool.depth_lines)
+        while True:
+            batch = self._collect()
+            if batch.deliveries:
+                try:
+                    self._handle(batch)
+                except Exception:
+                    # Never reached by bad data (that is quarantined); a bug must not stop the
+                    # stream, and the batch stays unacknowledged so the broker redelivers it.
+                    self.stats.handler_errors += 1
+                    logger.exception(
+                        "writer failed on a batch of %d messages", len(batch.deliveries)
+                    )
+                    time.sleep(1.0)
+                    continue
+            elif self.stop_event.is_set():
+                break
+            self._drain_some()
+            if time.monotonic() >= self._next_stats:
+                self._write_stats()
+        self._write_stats()
+        logger.info("writer stopped (spool holds %d lines)", self.spool.depth_lines)
+
+    def stop(self) -> None:
+        """Ask the loop to finish what is queued and end."""
+        self.stop_event.set()
+
+    def _collect(self) -> _Batch:
+        batch = _Batch()
+        try:
+            first = self.deliveries.get(timeout=0.1)
+        except queue.Empty:
+            self.idle.set()
+            return batch
+        self.idle.clear()
+        batch.deliveries.append(first)
+        deadline = time.monotonic() + self.linger_s
+        size = len(first.payload) // 200 + 1
+        while size < self.batch_max:
+            try:
+                remaining = deadline - time.monotonic()
+                item = (
+                    self.deliveries.get(timeout=remaining)
+                    if remaining > 0
+                    else self.deliveries.get_nowait()
+                )
+            except queue.Empty:
+                break
+            batch.deliveries.append(item)
+            size += len(item.payload) // 200 + 1
+        return batch
+
+    def _handle(self, batch: _Batch) -> None:
+        for delivery in batch.deliveries:
+            self._prepare(delivery, batch)
+        if batch.lines:
+            self._store(batch.lines)
+        for delivery in batch.deliveries:
+            self.ack(delivery.mid, delivery.qos)
+        self.stats.acked += len(batch.deliveries)
+        self.stats.in_flight = max(0, self.stats.in_flight - len(batch.deliveries))
+        self.stats.readings_stored += batch.readings
+        self.stats.values_stored += batch.values
+        if self.publish is not None:
+            for entry in batch.entries:
+                self.publish(entry.station, entry.model_dump_json().encode())
+
+    # -- judging -------------------------------------------------------------------------------
+    def _prepare(self, delivery: Delivery, batch: _Batch) -> None:
+        if delivery.status is not None and delivery.station_id is not None:
+            batch.lines.append(
+                status_line(
+                    delivery.station_id,
+                    delivery.status.state,
+                    delivery.status.firmware,
+                    delivery.received_ns,
+                )
+            )
+            return
+        verdict = delivery.verdict
+        if verdict is None:
+            return
+        for reading in verdict.readings:
+            qc = self._judge_qc(reading.station_id, reading.ts_ns, reading.values)
+            batch.lines.append(reading_line(reading, qc))
+            diag = diagnostics_line(reading)
+            if diag is not None:
+                batch.lines.append(diag)
+            batch.readings += 1
+            batch.values += len(reading.values)
+            if reading.seq is not None:
+                self.seq.observe(reading.station_id, reading.seq)
+            if self.publish is not None:
+                batch.entries.append(
+                    LatestEntry(
+                        station=reading.station_id,
+                        ts=format_ts(reading.ts_ns),
+                        values=reading.values,
+                        qc={p: r.flag for p, r in qc.items()},
+                        checks={p: r.check for p, r in qc.items() if r.flag is QcFlag.SUSPECT},
+                        seq=reading.seq,
+                    )
+                )
+        self.stats.seq_gaps = self.seq.gaps_total
+        self.stats.seq_missing = self.seq.missing
+        self.stats.duplicates_seen = self.seq.duplicates
+        for refusal in verdict.refusals:
+            batch.lines.append(
+                quarantine_line(
+                    reason=refusal.reason,
+                    detail=refusal.detail,
+                    station_id=delivery.station_id,
+                    topic=delivery.topic,
+                    payload=delivery.payload,
+                    received_ns=delivery.received_ns,
+                    time_ns=refusal.ts_ns if refusal.ts_ns is not None else self._clock.now_ns(),
+                    slot=refusal.slot,
+                    parameter=refusal.parameter,
+                    seq=refusal.seq,
+                )
+            )
+            self.stats.quarantined[refusal.reason.value] += 1
+
+    def _judge_qc(
+        self, station_id: str, ts_ns: int, values: dict[str, float]
+    ) -> dict[str, QcResult]:
+        if not self.qc_enabled:
+            return dict.fromkeys(values, GOOD)
+        history = self._history(station_id, ts_ns)
+        clear_sky_max = None
+        station = self.registry.get(station_id)
+        if self.clear_sky is not None and station is not None and "solar_radiation" in values:
+            clear_sky_max = self.clear_sky(station.lat, station.lon, station.elevation_m, ts_ns)
+        results = judge_values(ts_ns, values, history, clear_sky_max)
+        history.add(ts_ns, values)
+        return results
+
+    def _history(self, station_id: str, ts_ns: int) -> StationHistory:
+        history = self._histories.setdefault(station_id, StationHistory())
+        if station_id not in self._recovered and not self.spool:
+            self._recover(station_id, ts_ns, history)
+        return history
+
+    def _recover(self, station_id: str, ts_ns: int, history: StationHistory) -> None:
+        """Load the station's stored values around ``ts_ns`` so QC sees what it saw before."""
+        station = self.registry.get(station_id)
+        if station is None:
+            return
+        columns = ", ".join(f'"{p}"' for p in station.parameters)
+        quoted = station_id.replace("\\", "\\\\").replace("'", "\\'")
+        q = (
+            f'SELECT {columns} FROM "{schema.READINGS}" WHERE "{schema.STATION_TAG}" = '
+            f"'{quoted}' AND time >= {ts_ns - HISTORY_NS} AND time < "
+            f"{ts_ns + RECOVERY_AHEAD_NS}"
+        )
+        try:
+            series = self.influx.query(q)
+        except StorageUnavailable as exc:
+            logger.warning("QC history of %s not recovered (%s); will retry", station_id, exc)
+            return
+        loaded = 0
+        for serie in series:
+            names = serie["columns"]
+            for row in serie["values"]:
+                values = {
+                    name: float(v)
+                    for name, v in zip(names[1:], row[1:], strict=True)
+                    if v is not None
+                }
+                history.add(int(row[0]), values)
+                loaded += 1
+        self._recovered.add(station_id)
+        logger.debug("QC history of %s: %d stored readings loaded", station_id, loaded)
+
+    # -- storing -------------------------------------------------------------------------------
+    def _store(self, lines: list[str]) -> None:
+        if self.spool:
+            self._spool(lines)
+            return
+        try:
+            self._write_isolating(lines)
+        except StorageUnavailable as exc:
+            logger.warning("InfluxDB unavailable (%s): spooling %d lines", exc, len(lines))
+            self._spool(lines)
+            self._next_drain = time.monotonic() + self._retry_s
+
+    def _spool(self, lines: list[str]) -> None:
+        self.spool.append(lines)
+        self.stats.spooled_lines += len(lines)
+        self.stats.spool_depth = self.spool.depth_lines
+
+    def _drain_some(self) -> None:
+        if not self.spool or time.monotonic() < self._next_drain:
+            return
+        if not self.influx.ping():
+            self._back_off("InfluxDB does not answer /ping")
+            return
+        for _ in range(DRAIN_RECORDS_PER_TURN):
+            if not self.spool:
+                break
+            try:
+                self._write_isolating(self.spool.peek())
+            except StorageUnavailable as exc:
+                self._back_off(str(exc))
+                return
+            self.spool.pop()
+            self.stats.spool_depth = self.spool.depth_lines
+        self._retry_s = RETRY_MIN_S
+        if not self.spool:
+            logger.info("spool drained")
+
+    def _back_off(self, why: str) -> None:
+        logger.warning("spool drain deferred %.1f s: %s", self._retry_s, why)
+        self._next_drain = time.monotonic() + self._retry_s
+        self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+
+    def _write(self, lines: list[str]) -> None:
+        self.stats.write_attempts += 1
+        started = time.perf_counter()
+        self.influx.write(lines)
+        self.stats.write_latency_sum_s += time.perf_counter() - started
+        self.stats.write_latency_count += 1
+        self.stats.write_batches += 1
+
+    def _write_isolating(self, lines: list[str]) -> None:
+        """Write lines; quarantine exactly the lines InfluxDB refuses (raise StorageUnavailable)."""
+        try:
+            self._write(lines)
+        except StorageRejected as exc:
+            refused = self._isolate(lines, exc)
+            logger.error(
+                "InfluxDB refused %d of %d lines: %s", len(refused), len(lines), exc.message
+            )
+            self._quarantine_refused(refused)
+
+    def _isolate(self, lines: list[str], exc: StorageRejected) -> list[tuple[str, str]]:
+        """Bisect a rejected write down to the refused lines; return (line, server message).
+
+        After a 1.x ``partial write … dropped=N`` the other lines are already stored, so only
+        halves known to hold refused lines are written again (1 + ⌈log2 n⌉ writes for one bad
+        line). Without a count (2.x 400, 413) both halves are written. Rewrites are idempotent.
+        """
+        if len(lines) == 1 and not exc.too_large:
+            return [(lines[0], exc.message)]
+        if len(lines) == 1:
+            return [(lines[0], "line larger than the server accepts")]
+        middle = len(lines) // 2
+        refused: list[tuple[str, str]] = []
+        left_dropped: int | None = 0
+        try:
+            self._write(lines[:middle])
+        except StorageRejected as left_exc:
+            left_dropped = left_exc.dropped
+            refused += self._isolate(lines[:middle], left_exc)
+        right_expected = (
+            exc.dropped - left_dropped
+            if exc.dropped is not None and left_dropped is not None
+            else None
+        )
+        if right_expected == 0:
+            return refused
+        try:
+            self._write(lines[middle:])
+        except StorageRejected as right_exc:
+            refused += self._isolate(lines[middle:], right_exc)
+        return refused
+
+    def _quarantine_refused(self, refused: list[tuple[str, str]]) -> None:
+        records = []
+        for line, message in refused:
+            station = _station_of(line)
+            records.append(
+                quarantine_line(
+                    reason=QuarantineReason.WRITE_REJECTED,
+                    detail=message,
+                    station_id=station,
+                    topic="",
+                    payload=line.encode("utf-8"),
+                    received_ns=time.time_ns(),
+                    time_ns=self._clock.now_ns(),
+                    slot="r",
+                )
+            )
+            self.stats.quarantined[QuarantineReason.WRITE_REJECTED.value] += 1
+            if line.startswith(schema.READINGS + ","):
+                self.stats.readings_stored -= 1
+                self.stats.values_stored -= line.count(schema.QC_SUFFIX + '="')
+        try:
+            self._write(records)
+        except StorageRejected as exc:
+            logger.error(
+                "quarantine records refused too (%s); %d lines lost: %s",
+                exc.message,
+                len(records),
+                records[:3],
+            )
+
+    def _write_stats(self) -> None:
+        self._next_stats = time.monotonic() + STATS_INTERVAL_S
+        line = stats_line(self.ingester_id, self.stats.snapshot(), self._clock.now_ns())
+        self._store([line])
+
+
+def _station_of(line: str) -> str | None:
+    """Return the station tag of a line we formatted, when it has one."""
+    marker = f",{schema.STATION_TAG}="
+    start = line.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    end = start
+    while end < len(line) and line[end] not in ", ":
+        end += 2 if line[end] == "\\" else 1
+    return line[start:end].replace("\\", "") or None

@@ -1,0 +1,163 @@
+"""Quality control of accepted values: each is flagged ``good`` or ``suspect`` (CONTRACT §4).
+
+Checks, per parameter, with the limits and sources in sensors.catalog:
+- ``step``: the change since the station's previous value (the nearest earlier observation, at
+  most STEP_WINDOW_NS before) exceeds ``max_step_per_min`` per elapsed minute (at least one
+  minute is allowed for); a change exactly at the limit is good.
+- ``persistence``: the value has not changed for longer than ``persistence_min`` (a run exactly
+  as long as the limit is good); values in ``persistence_exempt`` (calm, saturation) never fail.
+- consistency: ``dew_point_above_temperature`` (relative humidity giving a dew point above the
+  air temperature), ``gust_below_speed``, ``rain_with_dry_air`` (precipitation with relative
+  humidity below 40 %), ``above_clear_sky`` (radiation above the clear-sky maximum for the place
+  and time, plus a margin for cloud-edge enhancement).
+
+Determinism: every check compares only with observations strictly *earlier* than the judged
+one, so judging the same reading again after a restart, with the history recovered from the
+database, gives the same flag (RELIABILITY §0.2: a replay must rewrite identical points).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from sensors.catalog import CATALOG
+from sensors.schema import QcFlag
+
+NS_PER_MIN: Final = 60_000_000_000
+STEP_WINDOW_NS: Final = 10 * NS_PER_MIN  # after a longer gap a large change is expected
+# History kept per parameter: the longest persistence limit (6 h) plus a margin.
+HISTORY_NS: Final = 370 * NS_PER_MIN
+RAIN_MIN_RH: Final = 40.0  # issue 4: rain reported with RH below 40 % is doubtful
+# Cloud-edge enhancement can push global radiation ~30 % above clear sky for minutes
+# (Gueymard 2017, "Cloud and albedo enhancement impacts on solar irradiance"), so the margin is
+# generous: 1.3 x clear sky + 50 W/m².
+CLEAR_SKY_FACTOR: Final = 1.3
+CLEAR_SKY_MARGIN: Final = 50.0
+
+
+@dataclass(frozen=True, slots=True)
+class QcResult:
+    """The verdict on one value: its flag and, when suspect, the check that failed."""
+
+    flag: QcFlag
+    check: str = ""
+
+
+GOOD: Final = QcResult(QcFlag.GOOD)
+
+
+@dataclass(slots=True)
+class _Series:
+    ts: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def add(self, ts_ns: int, value: float) -> None:
+        index = bisect.bisect_left(self.ts, ts_ns)
+        if index < len(self.ts) and self.ts[index] == ts_ns:
+            self.values[index] = value
+            return
+        self.ts.insert(index, ts_ns)
+        self.values.insert(index, value)
+
+    def trim(self, before_ns: int) -> None:
+        cut = bisect.bisect_left(self.ts, before_ns)
+        if cut:
+            del self.ts[:cut]
+            del self.values[:cut]
+
+
+@dataclass(slots=True)
+class StationHistory:
+    """Recent values of one station, per parameter, ordered by observation time."""
+
+    series: dict[str, _Series] = field(default_factory=dict)
+
+    def add(self, ts_ns: int, values: Mapping[str, float]) -> None:
+        """Record an observation (replacing one at the same time) and forget old ones."""
+        for parameter, value in values.items():
+            serie = self.series.setdefault(parameter, _Series())
+            serie.add(ts_ns, value)
+            serie.trim(serie.ts[-1] - HISTORY_NS)
+
+    def earlier(self, parameter: str, ts_ns: int) -> tuple[list[int], list[float], int]:
+        """Return (times, values, n): the first n entries are strictly earlier than ts_ns."""
+        serie = self.series.get(parameter)
+        if serie is None:
+            return [], [], 0
+        return serie.ts, serie.values, bisect.bisect_left(serie.ts, ts_ns)
+
+
+def judge_values(
+    ts_ns: int,
+    values: Mapping[str, float],
+    history: StationHistory,
+    clear_sky_max: float | None = None,
+) -> dict[str, QcResult]:
+    """Return the QC verdict of each value of one reading, against the station's history.
+
+    ``clear_sky_max`` is the clear-sky global radiation (W/m²) for the station and ``ts_ns``,
+    when the caller knows it; the radiation check is skipped otherwise.
+    """
+    results: dict[str, QcResult] = {}
+    for parameter, value in values.items():
+        results[parameter] = _judge_temporal(parameter, value, ts_ns, history)
+    for parameter, check in _consistency(values, clear_sky_max):
+        if results.get(parameter, GOOD).flag is QcFlag.GOOD:
+            results[parameter] = QcResult(QcFlag.SUSPECT, check)
+    return results
+
+
+def _judge_temporal(parameter: str, value: float, ts_ns: int, history: StationHistory) -> QcResult:
+    spec = CATALOG[parameter]
+    times, olds, n = history.earlier(parameter, ts_ns)
+    if n == 0:
+        return GOOD
+    if spec.max_step_per_min is not None and ts_ns - times[n - 1] <= STEP_WINDOW_NS:
+        minutes = max((ts_ns - times[n - 1]) / NS_PER_MIN, 1.0)
+        if abs(value - olds[n - 1]) > spec.max_step_per_min * minutes + 1e-9:
+            return QcResult(QcFlag.SUSPECT, "step")
+    if spec.persistence_min is not None and value not in spec.persistence_exempt:
+        limit_ns = spec.persistence_min * NS_PER_MIN
+        run_start = ts_ns
+        for index in range(n - 1, -1, -1):
+            if olds[index] != value or run_start - times[index] > STEP_WINDOW_NS:
+                break
+            run_start = times[index]
+            if ts_ns - run_start > limit_ns:
+                return QcResult(QcFlag.SUSPECT, "persistence")
+    return GOOD
+
+
+def dew_point_c(temperature_c: float, relative_humidity: float) -> float:
+    """Return the dew point (°C) by the Magnus formula over water (Alduchov & Eskridge 1996)."""
+    if relative_humidity <= 0:
+        return -math.inf
+    gamma = math.log(relative_humidity / 100.0) + 17.625 * temperature_c / (243.04 + temperature_c)
+    return 243.04 * gamma / (17.625 - gamma)
+
+
+def _consistency(
+    values: Mapping[str, float], clear_sky_max: float | None
+) -> Iterable[tuple[str, str]]:
+    temperature = values.get("air_temperature")
+    humidity = values.get("relative_humidity")
+    if (
+        temperature is not None
+        and humidity is not None
+        and dew_point_c(temperature, humidity) > temperature + 1e-6
+    ):
+        yield "relative_humidity", "dew_point_above_temperature"
+    speed, gust = values.get("wind_speed"), values.get("wind_gust")
+    if speed is not None and gust is not None and gust < speed:
+        yield "wind_gust", "gust_below_speed"
+    rain = values.get("precipitation")
+    if rain is not None and rain > 0 and humidity is not None and humidity < RAIN_MIN_RH:
+        yield "precipitation", "rain_with_dry_air"
+    radiation = values.get("solar_radiation")
+    limit = None if clear_sky_max is None else clear_sky_max * CLEAR_SKY_FACTOR + CLEAR_SKY_MARGIN
+    if radiation is not None and limit is not None and radiation > limit:
+        yield "solar_radiation", "above_clear_sky"
