@@ -15,6 +15,12 @@ from sensors.validation import AcceptedReading
 UNKNOWN_STATION = "_unknown"
 
 
+def utf8_text(text: str) -> str:
+    """Return text that encodes as UTF-8: lone surrogates (from JSON ``\\ud800`` escapes in a
+    station's keys) become visible backslash escapes instead of failing the whole write."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class UniqueClock:
     """Nanosecond receive times that never repeat within this process (quarantine keys)."""
 
@@ -80,8 +86,8 @@ def quarantine_line(
     """
     head = payload[: schema.RAW_PAYLOAD_MAX_BYTES]
     fields: dict[str, FieldValue] = {
-        "detail": detail,
-        "topic": topic.encode("utf-8", "backslashreplace").decode("utf-8"),
+        "detail": utf8_text(detail),
+        "topic": utf8_text(topic),
         "received": received_ns,
         "size": len(payload),
     }
@@ -92,7 +98,7 @@ def quarantine_line(
         fields["raw"] = head.decode("utf-8", "replace")
         fields["raw_b64"] = base64.b64encode(head).decode("ascii")
     if parameter is not None:
-        fields["parameter"] = parameter
+        fields["parameter"] = utf8_text(parameter)
     if seq is not None:
         fields["seq"] = seq
     tags = {"reason": reason.value, schema.STATION_TAG: station_id or UNKNOWN_STATION, "slot": slot}

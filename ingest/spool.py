@@ -103,6 +103,12 @@ class Spool:
         """Close the active segment."""
         self._file.close()
 
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     # -- internals -----------------------------------------------------------------------------
     def _path(self, segment: int) -> Path:
         return self.directory / f"seg-{segment:08d}.log"

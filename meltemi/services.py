@@ -65,7 +65,7 @@ class ManagedProcess:
         self,
         name: str,
         argv: Sequence[str],
-        log_path: Path,
+        log_path: Path | None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
@@ -85,13 +85,17 @@ class ManagedProcess:
         return self.process.pid
 
     def start(self) -> None:
-        """Start the process, appending its output to the log file."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
+        """Start the process, appending its output to the log file (or to ours when None)."""
+        if self._log is not None:  # a restart of the same service
+            self._log.close()
+            self._log = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(  # argv is ours, never from input
             self.argv,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if self._log is not None else None,
             stdin=subprocess.DEVNULL,
             env=self.env,
             cwd=self.cwd,
@@ -140,6 +144,8 @@ class ManagedProcess:
 
     def log_text(self) -> str:
         """Return what the process has logged so far."""
+        if self.log_path is None:
+            return ""
         try:
             return self.log_path.read_text("utf-8", errors="replace")
         except FileNotFoundError:

@@ -14,7 +14,7 @@ from typing import Final
 READINGS: Final = "readings"
 QUARANTINE: Final = "quarantine"
 STATUS: Final = "station_status"
-DIAGNOSTICS: Final = "diagnostics"
+DIAGNOSTICS: Final = "station_diag"  # not "diagnostics": an InfluxQL keyword
 INGEST_STATS: Final = "ingest_stats"
 
 STATION_TAG: Final = "station"

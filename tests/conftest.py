@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from meltemi.services import InfluxDB, Mosquitto, free_port
+from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors.settings import Settings
+from tests.helpers import prometheus_value, settings_env
 
 
 @pytest.fixture(autouse=True)
@@ -89,4 +93,68 @@ def settings(broker: Mosquitto, influx: InfluxDB, db_name: str, tmp_path: Path) 
         influx_db=db_name,
         data_dir=tmp_path / "var",
         mqtt_client_id="ingest-" + uuid.uuid4().hex[:8],
+        mqtt_session_expiry_s=600,
     )
+
+
+class IngesterProcess:
+    """``meltemi ingest`` as a subprocess (a real crash needs a real process), with its metrics."""
+
+    def __init__(self, settings: Settings, log_dir: Path, name: str = "ingester") -> None:
+        self.settings = settings
+        self.metrics_port = settings.ingest_metrics_port or free_port()
+        env = settings_env(settings, MELTEMI_INGEST_METRICS_PORT=str(self.metrics_port))
+        self.process = ManagedProcess(
+            name, [sys.executable, "-m", "meltemi.cli", "ingest"], log_dir / f"{name}.log", env=env
+        )
+        self.connects_seen = 0
+
+    def start(self, wait_connected: bool = True) -> IngesterProcess:
+        """Start it and wait until it has subscribed (its log says so)."""
+        before = self.process.log_text().count("connected to ")
+        self.process.start()
+        if wait_connected:
+            self.process.wait_until(lambda: self.process.log_text().count("connected to ") > before)
+        return self
+
+    def metrics(self) -> str:
+        """Return its Prometheus text."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def metric(self, name: str, labels: str = "") -> float:
+        """Return one of its metrics."""
+        return prometheus_value(self.metrics(), name, labels)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash at an arbitrary moment."""
+        self.process.signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (a clean stop drains and acknowledges)."""
+        return self.process.stop()
+
+    def sessions_present(self) -> list[bool]:
+        """Return the session_present flag of every connection it logged."""
+        return [
+            line.endswith("(session present: True)")
+            for line in self.process.log_text().splitlines()
+            if "connected to " in line
+        ]
+
+
+@pytest.fixture
+def ingester_factory(tmp_path: Path) -> Iterator[Callable[..., IngesterProcess]]:
+    """Start ingester subprocesses; every one is stopped (by PID) at the end of the test."""
+    started: list[IngesterProcess] = []
+
+    def make(settings: Settings, name: str = "ingester", start: bool = True) -> IngesterProcess:
+        ingester = IngesterProcess(settings, tmp_path, name)
+        started.append(ingester)
+        return ingester.start() if start else ingester
+
+    try:
+        yield make
+    finally:
+        for ingester in started:
+            ingester.stop()

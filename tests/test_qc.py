@@ -1,0 +1,185 @@
+"""QC checks at, just below and just above their thresholds, and replay determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from sensors.catalog import CATALOG
+from sensors.qc import (
+    CLEAR_SKY_FACTOR,
+    CLEAR_SKY_MARGIN,
+    NS_PER_MIN,
+    RAIN_MIN_RH,
+    StationHistory,
+    dew_point_c,
+    judge_values,
+)
+from sensors.schema import QcFlag
+
+T0 = 1_795_000_000 * 10**9
+EPS = 1e-6
+
+
+def judge_after(
+    previous: list[tuple[int, dict[str, float]]],
+    ts: int,
+    values: dict[str, float],
+    clear_sky: float | None = None,
+):
+    history = StationHistory()
+    for when, old in previous:
+        history.add(when, old)
+    return judge_values(ts, values, history, clear_sky)
+
+
+@pytest.mark.parametrize(
+    ("delta", "minutes", "flag"),
+    [
+        pytest.param(3.0, 1, QcFlag.GOOD, id="at-limit-1min"),
+        pytest.param(3.0 - EPS, 1, QcFlag.GOOD, id="below-limit"),
+        pytest.param(3.0 + 1e-3, 1, QcFlag.SUSPECT, id="above-limit"),
+        pytest.param(3.0 + 1e-3, 1 / 6, QcFlag.SUSPECT, id="10s-interval-uses-one-minute"),
+        pytest.param(6.0, 2, QcFlag.GOOD, id="scaled-by-elapsed-minutes"),
+        pytest.param(6.0 + 1e-3, 2, QcFlag.SUSPECT, id="scaled-above"),
+        pytest.param(25.0, 11, QcFlag.GOOD, id="after-a-gap-no-step-test"),
+    ],
+)
+def test_step_air_temperature(delta, minutes, flag):
+    assert CATALOG["air_temperature"].max_step_per_min == 3.0
+    ts = T0 + int(minutes * NS_PER_MIN)
+    result = judge_after([(T0, {"air_temperature": 10.0})], ts, {"air_temperature": 10.0 + delta})
+    assert result["air_temperature"].flag is flag
+    assert result["air_temperature"].check == ("step" if flag is QcFlag.SUSPECT else "")
+
+
+def test_step_compares_with_the_nearest_earlier_value_not_the_latest_arrival():
+    history = [(T0, {"air_temperature": 10.0}), (T0 + 2 * NS_PER_MIN, {"air_temperature": 30.0})]
+    result = judge_after(history, T0 + NS_PER_MIN, {"air_temperature": 12.0})
+    assert result["air_temperature"].flag is QcFlag.GOOD
+
+
+def flat_history(parameter: str, value: float, minutes: int, step_s: int = 60):
+    return [(T0 + k * step_s * 10**9, {parameter: value}) for k in range(minutes * 60 // step_s)]
+
+
+@pytest.mark.parametrize(
+    ("run_minutes", "flag"),
+    [
+        pytest.param(59, QcFlag.GOOD, id="below-limit"),
+        pytest.param(60, QcFlag.GOOD, id="at-limit"),
+        pytest.param(61, QcFlag.SUSPECT, id="above-limit"),
+    ],
+)
+def test_persistence_air_temperature(run_minutes, flag):
+    assert CATALOG["air_temperature"].persistence_min == 60
+    history = flat_history("air_temperature", 21.5, run_minutes)
+    result = judge_after(history, T0 + run_minutes * NS_PER_MIN, {"air_temperature": 21.5})
+    assert result["air_temperature"].flag is flag
+
+
+def test_persistence_broken_by_a_change_or_a_long_gap():
+    history = flat_history("air_temperature", 21.5, 90)
+    history[45] = (history[45][0], {"air_temperature": 21.6})
+    result = judge_after(history, T0 + 90 * NS_PER_MIN, {"air_temperature": 21.5})
+    assert result["air_temperature"].flag is QcFlag.GOOD
+    gap = [(T0, {"air_temperature": 21.5}), (T0 + 61 * NS_PER_MIN, {"air_temperature": 21.5})]
+    assert (
+        judge_after(gap, T0 + 62 * NS_PER_MIN, {"air_temperature": 21.5})["air_temperature"].flag
+        is QcFlag.GOOD
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        pytest.param("wind_speed", 0.0, id="calm-wind"),
+        pytest.param("relative_humidity", 100.0, id="saturated-fog"),
+    ],
+)
+def test_persistence_exempt_values(parameter, value):
+    history = flat_history(parameter, value, 8 * 60)
+    result = judge_after(history, T0 + 8 * 60 * NS_PER_MIN, {parameter: value})
+    assert result[parameter].flag is QcFlag.GOOD
+
+
+def test_persistence_wind_speed_nonzero_six_hours():
+    history = flat_history("wind_speed", 3.2, 361)
+    result = judge_after(history, T0 + 361 * NS_PER_MIN, {"wind_speed": 3.2})
+    assert result["wind_speed"].check == "persistence"
+
+
+@pytest.mark.parametrize(
+    ("speed", "gust", "flag"),
+    [
+        pytest.param(5.0, 5.0, QcFlag.GOOD, id="gust-equal-speed"),
+        pytest.param(5.0, 5.0 - EPS, QcFlag.SUSPECT, id="gust-just-below-speed"),
+        pytest.param(5.0, 9.0, QcFlag.GOOD, id="gust-above-speed"),
+    ],
+)
+def test_gust_below_speed(speed, gust, flag):
+    result = judge_after([], T0, {"wind_speed": speed, "wind_gust": gust})
+    assert result["wind_gust"].flag is flag
+    assert result["wind_speed"].flag is QcFlag.GOOD
+
+
+@pytest.mark.parametrize(
+    ("rh", "flag"),
+    [
+        pytest.param(RAIN_MIN_RH, QcFlag.GOOD, id="at-40"),
+        pytest.param(RAIN_MIN_RH - EPS, QcFlag.SUSPECT, id="just-below-40"),
+        pytest.param(85.0, QcFlag.GOOD, id="humid"),
+    ],
+)
+def test_rain_with_dry_air(rh, flag):
+    result = judge_after([], T0, {"precipitation": 0.4, "relative_humidity": rh})
+    assert result["precipitation"].flag is flag
+
+
+def test_no_rain_with_dry_air_is_good():
+    result = judge_after([], T0, {"precipitation": 0.0, "relative_humidity": 10.0})
+    assert result["precipitation"].flag is QcFlag.GOOD
+
+
+@pytest.mark.parametrize(
+    ("radiation", "flag"),
+    [
+        pytest.param(800 * CLEAR_SKY_FACTOR + CLEAR_SKY_MARGIN, QcFlag.GOOD, id="at-limit"),
+        pytest.param(800 * CLEAR_SKY_FACTOR + CLEAR_SKY_MARGIN + 0.1, QcFlag.SUSPECT, id="above"),
+        pytest.param(0.0, QcFlag.GOOD, id="night-zero"),
+    ],
+)
+def test_radiation_above_clear_sky(radiation, flag):
+    result = judge_after([], T0, {"solar_radiation": radiation}, clear_sky=800.0)
+    assert result["solar_radiation"].flag is flag
+
+
+def test_dew_point_equals_temperature_at_saturation_and_is_lower_below():
+    assert dew_point_c(25.0, 100.0) == pytest.approx(25.0, abs=1e-9)
+    assert dew_point_c(25.0, 50.0) == pytest.approx(13.86, abs=0.05)  # Magnus, Alduchov 1996
+    result = judge_after([], T0, {"air_temperature": 25.0, "relative_humidity": 100.0})
+    assert result["relative_humidity"].flag is QcFlag.GOOD
+
+
+def test_replay_with_recovered_history_gives_identical_flags():
+    """Judging a stream, then judging it again from a history that already holds all of it
+    (what a restart recovers from the database), gives the same flag for every value."""
+    stream = []
+    temperature = 15.0
+    for k in range(300):
+        temperature += 0.05 if k % 50 else 4.0  # a spike every 50 readings
+        value = 21.0 if 100 <= k < 180 else temperature  # an 80-minute flat line
+        stream.append((T0 + k * NS_PER_MIN, {"air_temperature": value, "wind_speed": 2.0}))
+    first_pass = StationHistory()
+    first = []
+    for ts, values in stream:
+        first.append(judge_values(ts, values, first_pass))
+        first_pass.add(ts, values)
+    recovered = StationHistory()
+    for ts, values in stream:
+        recovered.add(ts, values)
+    replay = [judge_values(ts, values, recovered) for ts, values in stream]
+    assert replay == first
+    flags = [r["air_temperature"].check for r in first]
+    assert flags.count("step") >= 5
+    # flat from k=100: reading k has run k-100 minutes, suspect when > 60, i.e. k = 161 … 179
+    assert flags.count("persistence") == 19
