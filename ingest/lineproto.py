@@ -9,6 +9,7 @@ against InfluxDB 1.6.7 by tests/test_lineproto.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Final
@@ -30,6 +31,7 @@ def escape_measurement(name: str) -> str:
     return name.translate(_MEASUREMENT)
 
 
+@functools.lru_cache(maxsize=8192)  # keys and tags are few and repeat on every line
 def escape_key(value: str) -> str:
     """Return a tag key, tag value or field key escaped for line protocol."""
     _refuse_controls(value)

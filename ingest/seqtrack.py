@@ -26,11 +26,7 @@ class SeqTracker:
         self.gaps_total = 0
         self.duplicates = 0
         self.filled = 0
-
-    @property
-    def missing(self) -> int:
-        """Return how many seq numbers are still missing across all stations."""
-        return sum(len(state.missing) for state in self._stations.values())
+        self.missing = 0  # seq numbers still missing across all stations (tracked ones)
 
     def observe(self, station_id: str, seq: int) -> None:
         """Account for one reading's seq."""
@@ -44,9 +40,11 @@ class SeqTracker:
                 self.gaps_total += jump
                 if len(state.missing) + jump <= MAX_TRACKED_MISSING:
                     state.missing.update(range(state.last + 1, seq))
+                    self.missing += jump
             state.last = seq
         elif seq in state.missing:
             state.missing.discard(seq)
+            self.missing -= 1
             self.filled += 1
         else:
             self.duplicates += 1
