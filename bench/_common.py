@@ -66,7 +66,7 @@ def median(values: list[float]) -> float:
 def p95(values: list[float]) -> float:
     """Return the 95th percentile (nearest rank)."""
     ordered = sorted(values)
-    return ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def figure(name: str, value: float, unit: str) -> None:

@@ -204,7 +204,7 @@ def main() -> int:
             reading_line(AcceptedReading(StationId(s), ts * 10**9, seq, v), dict.fromkeys(v, GOOD))
             for s, ts, seq, v in readings
         ]
-        ingest, ingest_noqc, bare, direct, lost = [], [], [], [], []
+        ingest, bare, direct, lost = [], [], [], []
         for run in range(runs):
             direct.append(run_direct_write(influx, lines, run))
             bare.append(run_bare_subscriber(broker.port, messages, run))
