@@ -125,7 +125,7 @@ def run_ingester(
         env=env,
     )
     ingester.start()
-    ingester.wait_until(lambda: "connected to " in ingester.log_text())
+    ingester.wait_until(lambda: "subscribed to " in ingester.log_text())
     publisher, started = publish_in_process(broker_port, messages)
     deadline = time.time() + 600
     n = len(messages)

@@ -80,6 +80,9 @@ class MqttIntake:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()
+
         self.client = client
 
     def start(self) -> None:
@@ -138,6 +141,21 @@ class MqttIntake:
         client.subscribe([(f, 1) for f in self.filters])
         self.connected.set()
 
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            logger.error("subscription refused by the broker: %s", ", ".join(refused))
+            return
+        logger.info("subscribed to %s", ", ".join(self.filters))
+        self.subscribed.set()
+
     def _on_disconnect(
         self,
         _client: mqtt.Client,
@@ -147,6 +165,8 @@ class MqttIntake:
         _properties: Properties | None,
     ) -> None:
         self.connected.clear()
+        self.subscribed.clear()
+
         if self.accepting:
             self.stats.mqtt_disconnects += 1
             logger.warning("MQTT connection lost (%s); reconnecting", reason_code)

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S: Final = 5.0
 RETRY_MIN_S: Final = 0.5
-RETRY_MAX_S: Final = 30.0
+RETRY_MAX_S: Final = 5.0  # /ping probes are cheap; recover within seconds
 DRAIN_RECORDS_PER_TURN: Final = 8
 RECOVERY_AHEAD_NS: Final = 3600 * 1_000_000_000
 
@@ -333,45 +333,54 @@ class Writer(threading.Thread):
 
     def _write_isolating(self, lines: list[str]) -> None:
         """Write lines; quarantine exactly the lines InfluxDB refuses (raise StorageUnavailable)."""
+        attempts_before = self.stats.write_attempts
         try:
             self._write(lines)
         except StorageRejected as exc:
             refused = self._isolate(lines, exc)
             logger.error(
-                "InfluxDB refused %d of %d lines: %s", len(refused), len(lines), exc.message
+                "InfluxDB refused %d of %d lines (%d write attempts): %s",
+                len(refused),
+                len(lines),
+                self.stats.write_attempts - attempts_before,
+                exc.message,
             )
             self._quarantine_refused(refused)
 
     def _isolate(self, lines: list[str], exc: StorageRejected) -> list[tuple[str, str]]:
         """Bisect a rejected write down to the refused lines; return (line, server message).
 
-        After a 1.x ``partial write … dropped=N`` the other lines are already stored, so only
-        halves known to hold refused lines are written again (1 + ⌈log2 n⌉ writes for one bad
-        line). Without a count (2.x 400, 413) both halves are written. Rewrites are idempotent.
+        After a 1.x ``partial write … dropped=N`` the other lines are already stored, and the
+        count tells which half holds the refused ones: only left halves are written again, so
+        one bad line in n costs 1 + ⌈log2 n⌉ writes in all (RELIABILITY R8). Without a count
+        (2.x 400/422, 413) both halves are written. Every rewrite is idempotent.
         """
-        if len(lines) == 1 and not exc.too_large:
-            return [(lines[0], exc.message)]
+        return self._bisect(lines, exc.dropped, exc.message, exc.too_large)
+
+    def _bisect(
+        self, lines: list[str], dropped: int | None, message: str, too_large: bool = False
+    ) -> list[tuple[str, str]]:
         if len(lines) == 1:
-            return [(lines[0], "line larger than the server accepts")]
+            return [(lines[0], "line larger than the server accepts" if too_large else message)]
         middle = len(lines) // 2
+        left, right = lines[:middle], lines[middle:]
         refused: list[tuple[str, str]] = []
         left_dropped: int | None = 0
         try:
-            self._write(lines[:middle])
+            self._write(left)
         except StorageRejected as left_exc:
             left_dropped = left_exc.dropped
-            refused += self._isolate(lines[:middle], left_exc)
-        right_expected = (
-            exc.dropped - left_dropped
-            if exc.dropped is not None and left_dropped is not None
-            else None
-        )
-        if right_expected == 0:
+            refused += self._bisect(left, left_exc.dropped, left_exc.message, left_exc.too_large)
+        if dropped is not None and left_dropped is not None:
+            if dropped - left_dropped > 0:  # known to hold the rest; its good lines are stored
+                refused += self._bisect(right, dropped - left_dropped, message)
             return refused
         try:
-            self._write(lines[middle:])
+            self._write(right)
         except StorageRejected as right_exc:
-            refused += self._isolate(lines[middle:], right_exc)
+            refused += self._bisect(
+                right, right_exc.dropped, right_exc.message, right_exc.too_large
+            )
         return refused
 
     def _quarantine_refused(self, refused: list[tuple[str, str]]) -> None:

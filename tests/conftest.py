@@ -97,6 +97,10 @@ def settings(broker: Mosquitto, influx: InfluxDB, db_name: str, tmp_path: Path) 
     )
 
 
+# TEST_INGEST_LOG_LEVEL=DEBUG shows each paho packet in the ingester logs of a failing test.
+INGEST_LOG_LEVEL = os.environ.get("TEST_INGEST_LOG_LEVEL", "INFO")
+
+
 class IngesterProcess:
     """``meltemi ingest`` as a subprocess (a real crash needs a real process), with its metrics."""
 
@@ -105,16 +109,22 @@ class IngesterProcess:
         self.metrics_port = settings.ingest_metrics_port or free_port()
         env = settings_env(settings, MELTEMI_INGEST_METRICS_PORT=str(self.metrics_port))
         self.process = ManagedProcess(
-            name, [sys.executable, "-m", "meltemi.cli", "ingest"], log_dir / f"{name}.log", env=env
+            name,
+            [sys.executable, "-m", "meltemi.cli", "--log-level", INGEST_LOG_LEVEL, "ingest"],
+            log_dir / f"{name}.log",
+            env=env,
         )
         self.connects_seen = 0
 
     def start(self, wait_connected: bool = True) -> IngesterProcess:
         """Start it and wait until it has subscribed (its log says so)."""
-        before = self.process.log_text().count("connected to ")
+        before = self.process.log_text().count("subscribed to ")
         self.process.start()
         if wait_connected:
-            self.process.wait_until(lambda: self.process.log_text().count("connected to ") > before)
+            self.process.wait_until(
+                lambda: self.process.log_text().count("subscribed to ") > before
+            )
+
         return self
 
     def metrics(self) -> str:

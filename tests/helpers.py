@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -138,37 +138,55 @@ def publish_all(
     client_id: str = "",
     rate_per_s: float | None = None,
     stop_after: Callable[[int], bool] | None = None,
+    durable: bool = False,
+    timeout_s: float = 60,
 ) -> int:
-    """Publish messages with paho (QoS 1: wait for every PUBACK); return how many were acked."""
+    """Publish messages with paho (QoS 1: wait for every PUBACK); return how many were acked.
+
+    ``durable``: a fixed client id with a persistent session, so that paho resends what the
+    broker had not acknowledged when it reconnects (a station's firmware does the same).
+    """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv311,
+        clean_session=not durable,
+    )
+    client.reconnect_delay_set(1, 2)
     client.max_inflight_messages_set(200)
     client.max_queued_messages_set(0)
+    # Count PUBACKs in on_publish: MQTTMessageInfo.is_published() raises for a message that
+    # was queued while the connection was down, even after paho resends it successfully.
+    acked: set[int] = set()
+    client.on_publish = lambda _c, _u, mid, _rc, _p: acked.add(mid)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    infos = []
+    mids = []
     started = time.monotonic()
     try:
         for index, (topic, payload) in enumerate(messages):
             if stop_after is not None and stop_after(index):
                 break
-            infos.append(client.publish(topic, payload, qos=qos))
+            mids.append(client.publish(topic, payload, qos=qos).mid)
             if rate_per_s:
                 ahead = started + (index + 1) / rate_per_s - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
-        for info in infos:
-            info.wait_for_publish(timeout=60)
-        return sum(1 for info in infos if info.is_published())
+        deadline = time.monotonic() + timeout_s
+        while len(acked) < len(set(mids)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return len(mids) if len(acked) >= len(set(mids)) else len(acked)
+
     finally:
         client.disconnect()
         client.loop_stop()
 
 
 def reading_messages(
-    station_ids: list[str], per_station: int, end_s: int, step_s: int = 1, seq_start: int = 0
+    station_ids: Sequence[str], per_station: int, end_s: int, step_s: int = 1, seq_start: int = 0
 ) -> list[tuple[str, bytes]]:
     """Return single-reading messages, interleaved across stations, each with a unique ts and
     seq, and values that pass QC (a slow ramp)."""

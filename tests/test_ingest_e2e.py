@@ -211,7 +211,8 @@ def test_status_and_accepted_republish(settings, broker, ingester_factory):
     ]
     subprocess.run(  # clear the retained status for the tests that share this broker
         ["mosquitto_pub", "-p", str(broker.port), "-t", "stations/mandra-01/status", "-r", "-n"],
-        check=True, timeout=10,
+        check=True,
+        timeout=10,
     )
 
 
@@ -229,7 +230,8 @@ def test_sigkill_while_readings_keep_arriving_loses_and_doubles_nothing(
     )
     publisher.start()
     for fraction in (0.25, 0.6):
-        wait_for(lambda f=fraction: stored(settings) >= f * len(messages), timeout_s=60)
+        target = fraction * len(messages)
+        wait_for(lambda: stored(settings) >= target, timeout_s=60)  # noqa: B023
         ingester.kill()
         time.sleep(0.5)  # readings keep arriving while it is down
         ingester.start()

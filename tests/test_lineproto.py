@@ -30,7 +30,7 @@ HOSTILE = [
     'all of them ,= "\\ \n#\\',
 ]
 TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40
+    alphabet=st.characters(exclude_categories=["Cs"]), min_size=0, max_size=40
 ) | st.sampled_from(HOSTILE)
 
 

@@ -36,7 +36,9 @@ def test_torn_tail_is_skipped_and_earlier_records_kept(tmp_path):
     segment.write_bytes(segment.read_bytes()[:-3])  # a crash in the middle of the last append
     reopened = Spool(tmp_path)
     assert reopened.torn_records == 1
-    assert [reopened.peek(), (reopened.pop(), reopened.peek())[1]] == [["a 1"], ["b 2"]]
+    assert reopened.peek() == ["a 1"]
+    reopened.pop()
+    assert reopened.peek() == ["b 2"]
     reopened.pop()
     reopened.append(["d 4"])  # lands after the cut, readable
     reopened.close()

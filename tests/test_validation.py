@@ -127,7 +127,8 @@ def test_reading_accepted_at_ts_limits(ts):
     ],
 )
 def test_bad_value_refused_alone(raw, reason):
-    text = f'{{"ts": {NOW_S}, "seq": 7, "values": {{"relative_humidity": 50, "air_temperature": {raw}}}}}'
+    values = f'{{"relative_humidity": 50, "air_temperature": {raw}}}'
+    text = f'{{"ts": {NOW_S}, "seq": 7, "values": {values}}}'
     verdict = judge(text)
     assert len(verdict.readings) == 1
     assert verdict.readings[0].values == {"relative_humidity": 50.0}
