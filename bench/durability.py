@@ -79,7 +79,7 @@ def r1_crash_loop(broker_port, influx, registry, base, messages) -> tuple[int, i
     ingester.start()
     wait_subscribed(ingester, 0)
     n = len(messages)
-    publisher, _ = publish_in_process(broker_port, messages)
+    publisher, _ = publish_in_process(broker_port, messages, rate=3000)
     recoveries = []
     for k in range(5):
         target = (k + 1) * n // 7
@@ -93,7 +93,7 @@ def r1_crash_loop(broker_port, influx, registry, base, messages) -> tuple[int, i
         ingester.start()
         wait_subscribed(ingester, before)
         # recovered: storing again past what was stored at the kill
-        while count(influx, db) <= killed_at_stored:
+        while count(influx, db) <= killed_at_stored and killed_at_stored < n:
             time.sleep(0.02)
         recoveries.append(time.time() - killed)
     publisher.join(600)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -65,23 +66,32 @@ def make_readings(
     return out
 
 
-def _publisher(port: int, messages: list[tuple[str, bytes]], started: mp.Value) -> None:
+def _publisher(port: int, messages: list[tuple[str, bytes]], started: Any, rate: float) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
     started.value = time.time()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    infos = []
+    for index, (topic, payload) in enumerate(messages):
+        infos.append(client.publish(topic, payload, qos=1))
+        if rate:
+            ahead = started.value + (index + 1) / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
     for info in infos:
         info.wait_for_publish(120)
     client.disconnect()
     client.loop_stop()
 
 
-def publish_in_process(port: int, messages: list[tuple[str, bytes]]) -> tuple[mp.Process, mp.Value]:
+def publish_in_process(
+    port: int, messages: list[tuple[str, bytes]], rate: float = 0.0
+) -> tuple[mp.Process, Any]:
+    """Publish from a separate process (as fast as the broker takes them, or at ``rate``/s)."""
     started = mp.Value("d", 0.0)
-    process = mp.Process(target=_publisher, args=(port, messages, started))
+    process = mp.Process(target=_publisher, args=(port, messages, started, rate))
     process.start()
     return process, started
 

@@ -20,6 +20,8 @@ from ingest.spool import Spool
 from ingest.writer import ClearSky, Writer
 from sensors.registry import StationRegistry, load_registry
 from sensors.settings import Settings
+from sensors.solar import clear_sky_ghi
+
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,13 @@ class Ingester:
         logger.info("stopped (spool holds %d lines)", self.spool.depth_lines)
 
 
-def _clear_sky() -> ClearSky | None:
-    return None
+def _clear_sky() -> ClearSky:
+    """Return the clear-sky global radiation (W/m²) at a station and time, for the QC check."""
+
+    def clear_sky(lat: float, lon: float, _elevation_m: float, ts_ns: int) -> float:
+        return float(clear_sky_ghi(lat, lon, ts_ns / 1e9))
+
+    return clear_sky
 
 
 def run(settings: Settings) -> int:

@@ -85,11 +85,25 @@ class Spool:
     # -- draining ------------------------------------------------------------------------------
     def peek(self) -> list[str]:
         """Return the oldest batch without removing it (raise IndexError when empty)."""
-        record = self._records[0]
+        return self._read(self._records[0])
+
+    def _read(self, record: _Record) -> list[str]:
         with self._path(record.segment).open("rb") as handle:
             handle.seek(record.offset + _HEADER.size)
             payload = handle.read(record.end - record.offset - _HEADER.size)
         return payload.decode("utf-8").split("\n")
+
+    def peek_many(self, max_lines: int) -> tuple[list[str], int]:
+        """Return the lines of the oldest batches, up to ``max_lines`` (at least one batch),
+        and how many batches they are."""
+        lines = self.peek()
+        taken = 1
+        for record in list(self._records)[1:]:
+            if len(lines) + record.lines > max_lines:
+                break
+            lines += self._read(record)
+            taken += 1
+        return lines, taken
 
     def pop(self) -> None:
         """Mark the oldest batch drained (durably) and delete segments no longer needed."""

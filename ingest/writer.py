@@ -137,7 +137,10 @@ class Writer(threading.Thread):
     def _collect(self) -> _Batch:
         batch = _Batch()
         try:
-            first = self.deliveries.get(timeout=0.1)
+            # While a spool is draining, do not idle between turns.
+            draining = bool(self.spool) and time.monotonic() >= self._next_drain
+            first = self.deliveries.get(timeout=0.0 if draining else 0.1)
+
         except queue.Empty:
             self.idle.set()
             return batch
@@ -307,14 +310,18 @@ class Writer(threading.Thread):
         for _ in range(DRAIN_RECORDS_PER_TURN):
             if not self.spool:
                 break
+            # Coalesce small records (spooled during the outage) into full-size writes.
+            lines, records = self.spool.peek_many(self.batch_max)
             try:
-                self._write_isolating(self.spool.peek())
+                self._write_isolating(lines)
             except StorageUnavailable as exc:
                 self._back_off(str(exc))
                 return
-            self.spool.pop()
+            for _ in range(records):
+                self.spool.pop()
             self.stats.spool_depth = self.spool.depth_lines
         self._retry_s = RETRY_MIN_S
+
         if not self.spool:
             logger.info("spool drained")
 

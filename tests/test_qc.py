@@ -183,3 +183,21 @@ def test_replay_with_recovered_history_gives_identical_flags():
     assert flags.count("step") >= 5
     # flat from k=100: reading k has run k-100 minutes, suspect when > 60, i.e. k = 161 … 179
     assert flags.count("persistence") == 19
+
+
+def test_radiation_check_uses_the_clear_sky_value_of_the_place_and_time():
+    """Wired as the ingester does it: 900 W/m² at Elefsina is good at a June noon, suspect at
+    night (clear sky 0: the limit is the 50 W/m² margin)."""
+    from ingest.service import _clear_sky
+
+    clear_sky = _clear_sky()
+    june_noon = 1_781_863_200 * 10**9  # 2026-06-19T10:00:00Z, 13:00 local
+    night = june_noon + 12 * 3600 * 10**9
+    lat, lon = 38.0413, 23.5426
+    assert clear_sky(lat, lon, 12, june_noon) > 850
+    assert clear_sky(lat, lon, 12, night) == 0
+    for ts, flag in ((june_noon, QcFlag.GOOD), (night, QcFlag.SUSPECT)):
+        result = judge_values(
+            ts, {"solar_radiation": 900.0}, StationHistory(), clear_sky(lat, lon, 12, ts)
+        )
+        assert result["solar_radiation"].flag is flag

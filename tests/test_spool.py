@@ -76,3 +76,13 @@ def test_segments_rotate_and_drained_ones_are_removed(tmp_path, monkeypatch):
         spool.pop()
     spool.close()
     assert len(list(tmp_path.glob("seg-*.log"))) == 1  # only the active one
+
+
+def test_peek_many_coalesces_whole_batches_up_to_a_line_budget(tmp_path):
+    with Spool(tmp_path) as spool:
+        for k in range(4):
+            spool.append([f"m v={k}i {k}", f"m w={k}i {k}", f"m x={k}i {k}"])
+        lines, records = spool.peek_many(7)
+        assert records == 2
+        assert lines == ["m v=0i 0", "m w=0i 0", "m x=0i 0", "m v=1i 1", "m w=1i 1", "m x=1i 1"]
+        assert spool.peek_many(1) == (["m v=0i 0", "m w=0i 0", "m x=0i 0"], 1)
