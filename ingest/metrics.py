@@ -45,7 +45,12 @@ class IngestStats:
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
     acked: int = 0
-    in_flight: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Return the messages received and not yet acknowledged (each side single-writer)."""
+        return self.messages_received - self.acked
+
 
     def snapshot(self) -> dict[str, float | int]:
         """Return the counters as flat fields for an ``ingest_stats`` point."""

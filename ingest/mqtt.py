@@ -199,7 +199,6 @@ class MqttIntake:
                 message.mid, message.qos, topic, payload, received_ns, None, verdict
             )
         self.stats.messages_received += 1
-        self.stats.in_flight += 1
         if delivery.verdict is not None:
             self.stats.readings_received += delivery.verdict.readings_received
         self.deliveries.put(delivery)

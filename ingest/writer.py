@@ -170,7 +170,6 @@ class Writer(threading.Thread):
         for delivery in batch.deliveries:
             self.ack(delivery.mid, delivery.qos)
         self.stats.acked += len(batch.deliveries)
-        self.stats.in_flight = max(0, self.stats.in_flight - len(batch.deliveries))
         self.stats.readings_stored += batch.readings
         self.stats.values_stored += batch.values
         if self.publish is not None:
