@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from meltemi.services import InfluxDB, Mosquitto, free_port
+from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
+from sensors.catalog import PARAMETERS
 
-ALL_PARAMETERS = [
-    "air_temperature",
-    "relative_humidity",
-    "air_pressure",
-    "wind_speed",
-    "wind_gust",
-    "wind_direction",
-    "precipitation",
-    "solar_radiation",
-    "uv_index",
-    "pm1",
-    "pm2_5",
-    "pm10",
-]
+ALL_PARAMETERS = [spec.id for spec in PARAMETERS]
 
 
 @contextmanager
@@ -72,3 +62,33 @@ def p95(values: list[float]) -> float:
 def figure(name: str, value: float, unit: str) -> None:
     """Print one figure in the `name: value unit` form every bench ends with."""
     print(f"{name}: {value:.4g} {unit}", flush=True)
+
+
+def ingester(
+    name: str,
+    log_dir: Path,
+    *,
+    mqtt_port: int,
+    influx_url: str,
+    db: str,
+    registry: Path,
+    data_dir: Path,
+    client_id: str,
+    **extra: str,
+) -> ManagedProcess:
+    """Return (not started) a `meltemi ingest` subprocess configured for a benchmark."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")}
+    env.update(
+        {
+            "MELTEMI_MQTT_PORT": str(mqtt_port),
+            "MELTEMI_INFLUX_URL": influx_url,
+            "MELTEMI_INFLUX_DB": db,
+            "MELTEMI_STATIONS_FILE": str(registry),
+            "MELTEMI_DATA_DIR": str(data_dir),
+            "MELTEMI_MQTT_CLIENT_ID": client_id,
+            **extra,
+        }
+    )
+    return ManagedProcess(
+        name, [sys.executable, "-m", "meltemi.cli", "ingest"], log_dir / f"{name}-{db}.log", env=env
+    )

@@ -9,7 +9,6 @@ Usage: python bench/durability.py [N]
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import figure, median, services, write_registry
+from bench._common import ingester as bench_ingester
 from bench.ingest import count, make_readings, publish_in_process, run_ingester
 from meltemi.services import InfluxDB, ManagedProcess, free_port
 from sensors.topics import readings_topic
@@ -29,22 +29,17 @@ def start_ingester(
     broker_port: int, influx: InfluxDB, db: str, registry: Path, base: Path, **extra: str
 ) -> tuple[ManagedProcess, int]:
     metrics_port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")},
-        "MELTEMI_MQTT_PORT": str(broker_port),
-        "MELTEMI_INFLUX_URL": influx.url,
-        "MELTEMI_INFLUX_DB": db,
-        "MELTEMI_STATIONS_FILE": str(registry),
-        "MELTEMI_DATA_DIR": str(base / f"var-{db}"),
-        "MELTEMI_MQTT_CLIENT_ID": f"dur-{db}",
-        "MELTEMI_INGEST_METRICS_PORT": str(metrics_port),
-        **extra,
-    }
-    process = ManagedProcess(
+    process = bench_ingester(
         "ingester",
-        [sys.executable, "-m", "meltemi.cli", "ingest"],
-        base / f"ingester-{db}.log",
-        env=env,
+        base,
+        mqtt_port=broker_port,
+        influx_url=influx.url,
+        db=db,
+        registry=registry,
+        data_dir=base / f"var-{db}",
+        client_id=f"dur-{db}",
+        MELTEMI_INGEST_METRICS_PORT=str(metrics_port),
+        **extra,
     )
     return process, metrics_port
 

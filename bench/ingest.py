@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import sys
 import threading
 import time
@@ -27,25 +26,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import figure, median, services, write_registry
+from bench._common import ALL_PARAMETERS, figure, median, services, write_registry
+from bench._common import ingester as bench_ingester
 from ingest.points import reading_line
-from meltemi.services import InfluxDB, ManagedProcess
+from meltemi.services import InfluxDB
 from sensors.qc import GOOD
 from sensors.topics import StationId, readings_topic
 from sensors.validation import AcceptedReading
 
-PARAMS = [
-    "air_temperature",
-    "relative_humidity",
-    "air_pressure",
-    "wind_speed",
-    "wind_gust",
-    "wind_direction",
-    "precipitation",
-    "solar_radiation",
-    "pm2_5",
-    "pm10",
-]
+# Ten values per reading: every parameter but UV and PM1.
+PARAMS = [p for p in ALL_PARAMETERS if p not in ("uv_index", "pm1")]
 STATIONS = 100
 
 
@@ -118,21 +108,16 @@ def run_ingester(
 ) -> tuple[float, int]:
     db = f"ingest_{run}_{int(qc)}"
     influx.create_database(db)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")},
-        "MELTEMI_MQTT_PORT": str(broker_port),
-        "MELTEMI_INFLUX_URL": influx.url,
-        "MELTEMI_INFLUX_DB": db,
-        "MELTEMI_STATIONS_FILE": str(registry),
-        "MELTEMI_DATA_DIR": str(base / f"var{run}"),
-        "MELTEMI_MQTT_CLIENT_ID": f"bench-{db}",
-        "MELTEMI_INGEST_QC": str(qc).lower(),
-    }
-    ingester = ManagedProcess(
+    ingester = bench_ingester(
         "ingester",
-        [sys.executable, "-m", "meltemi.cli", "ingest"],
-        base / f"ingester-{db}.log",
-        env=env,
+        base,
+        mqtt_port=broker_port,
+        influx_url=influx.url,
+        db=db,
+        registry=registry,
+        data_dir=base / f"var{run}",
+        client_id=f"bench-{db}",
+        MELTEMI_INGEST_QC=str(qc).lower(),
     )
     ingester.start()
     ingester.wait_until(lambda: "subscribed to " in ingester.log_text())

@@ -40,6 +40,15 @@ class ParameterSpec:
 
 
 _WMO_QC = "WMO Guidelines on surface station data quality control (2021) §6.3"
+_PM_SOURCE = "EN 16450:2017 (automated PM sensors); step 500 µg/m³ per minute"
+
+
+def _particulate(parameter_id: str, name: str) -> ParameterSpec:
+    """Return the entry of a particulate-matter fraction (they share unit, range and limits)."""
+    return ParameterSpec(
+        parameter_id, name, "µg/m³", 0, 2000, "mean", 500.0, 120.0, source=_PM_SOURCE
+    )
+
 
 PARAMETERS: Final[tuple[ParameterSpec, ...]] = (
     ParameterSpec(
@@ -137,39 +146,9 @@ PARAMETERS: Final[tuple[ParameterSpec, ...]] = (
         None,
         source="WHO Global Solar UV Index guide (2002); step 5 per minute",
     ),
-    ParameterSpec(
-        "pm1",
-        "PM1",
-        "µg/m³",
-        0,
-        2000,
-        "mean",
-        500.0,
-        120.0,
-        source="EN 16450:2017 (automated PM sensors); step 500 µg/m³ per minute",
-    ),
-    ParameterSpec(
-        "pm2_5",
-        "PM2.5",
-        "µg/m³",
-        0,
-        2000,
-        "mean",
-        500.0,
-        120.0,
-        source="EN 16450:2017 (automated PM sensors); step 500 µg/m³ per minute",
-    ),
-    ParameterSpec(
-        "pm10",
-        "PM10",
-        "µg/m³",
-        0,
-        2000,
-        "mean",
-        500.0,
-        120.0,
-        source="EN 16450:2017 (automated PM sensors); step 500 µg/m³ per minute",
-    ),
+    _particulate("pm1", "PM1"),
+    _particulate("pm2_5", "PM2.5"),
+    _particulate("pm10", "PM10"),
 )
 
 CATALOG: Final[dict[str, ParameterSpec]] = {spec.id: spec for spec in PARAMETERS}

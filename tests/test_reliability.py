@@ -98,14 +98,26 @@ def broker_dropped(broker: Mosquitto) -> int:
     return int(out)
 
 
-def start_publisher(port: int, messages, result: list[int], **kwargs) -> threading.Thread:
-    thread = threading.Thread(target=lambda: result.append(publish_all(port, messages, **kwargs)))
-    thread.start()
-    return thread
+class Stream:
+    """N readings from 12 stations (one per message, unique ts and seq), published at QoS 1
+    in a background thread while a test injects its fault."""
 
+    def __init__(self, port: int, **publish_kwargs: Any) -> None:
+        self.messages = reading_messages(STATIONS, per_station=N // 12, end_s=int(time.time()))
+        self.acked: list[int] = []
+        self.thread = threading.Thread(
+            target=lambda: self.acked.append(publish_all(port, self.messages, **publish_kwargs))
+        )
+        self.thread.start()
 
-def messages_for(per_station: int, **kwargs):
-    return reading_messages(STATIONS, per_station=per_station, end_s=int(time.time()), **kwargs)
+    def finish(self, settings: Settings, timeout_s: float = 120) -> None:
+        """Wait for the publisher and the ingester; assert every reading is stored once."""
+        self.thread.join(timeout_s)
+        assert self.acked == [N]
+        wait_for(lambda: stored(settings) >= N, timeout_s=timeout_s)
+        time.sleep(0.5)  # anything still in flight would show up as an extra point now
+        assert stored(settings) == N
+        assert_each_reading_once(settings, N // 12)
 
 
 @pytest.fixture
@@ -117,9 +129,7 @@ def rbroker(fresh_broker):
 def test_r1_ingester_crash_loop(rbroker, influx, tmp_path, ingester_factory):
     settings = make_settings(rbroker, influx, tmp_path)
     ingester = ingester_factory(settings)
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(rbroker.port, messages, acked, rate_per_s=3000)
+    stream = Stream(rbroker.port, rate_per_s=3000)
     rng = random.Random(1)
     for fraction in sorted(rng.uniform(0.05, 0.9) for _ in range(5)):
         target = fraction * N
@@ -127,12 +137,7 @@ def test_r1_ingester_crash_loop(rbroker, influx, tmp_path, ingester_factory):
         time.sleep(rng.uniform(0, 0.3))
         ingester.kill()
         ingester.start()
-    publisher.join(120)
-    assert acked == [N]
-    wait_for(lambda: stored(settings) >= N, timeout_s=90)
-    time.sleep(1.0)
-    assert stored(settings) == N
-    assert_each_reading_once(settings, N // 12)
+    stream.finish(settings, timeout_s=90)
     assert quarantined(settings) == {}
     assert broker_dropped(rbroker) == 0
     assert ingester.sessions_present() == [False] + [True] * 5
@@ -158,9 +163,7 @@ def test_r2_readings_arrive_while_the_ingester_is_down(rbroker, influx, tmp_path
 def test_r3_influxdb_hangs(broker, fresh_influx, tmp_path, ingester_factory):
     settings = make_settings(broker, fresh_influx, tmp_path, influx_timeout_s=2.0)
     ingester = ingester_factory(settings)
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(broker.port, messages, acked, rate_per_s=2000)
+    stream = Stream(broker.port, rate_per_s=2000)
     wait_for(lambda: stored(settings) >= 0.2 * N, timeout_s=60)
     fresh_influx.signal(signal.SIGSTOP)
     try:
@@ -173,12 +176,8 @@ def test_r3_influxdb_hangs(broker, fresh_influx, tmp_path, ingester_factory):
         time.sleep(4)
     finally:
         fresh_influx.signal(signal.SIGCONT)
-    publisher.join(120)
-    assert acked == [N]
-    wait_for(lambda: stored(settings) >= N, timeout_s=90)
+    stream.finish(settings, timeout_s=90)
     wait_for(lambda: ingester.metric("meltemi_ingest_spool_depth") == 0, timeout_s=30)
-    assert stored(settings) == N
-    assert_each_reading_once(settings, N // 12)
     assert ingester.metric("meltemi_ingest_spooled_lines_total") > 1000
     assert ingester.metric("meltemi_ingest_mqtt_disconnects_total") == 0
 
@@ -189,9 +188,7 @@ def test_r4_influxdb_down_and_ingester_killed_with_a_full_spool(
 ):
     settings = make_settings(broker, fresh_influx, tmp_path, influx_timeout_s=2.0)
     ingester = ingester_factory(settings)
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(broker.port, messages, acked, rate_per_s=2500)
+    stream = Stream(broker.port, rate_per_s=2500)
     wait_for(lambda: stored(settings) >= 0.15 * N, timeout_s=60)
     fresh_influx.signal(signal.SIGKILL)
     fresh_influx.wait(10)
@@ -200,12 +197,8 @@ def test_r4_influxdb_down_and_ingester_killed_with_a_full_spool(
     ingester.start()
     time.sleep(3)  # still down: the restarted ingester keeps spooling
     fresh_influx.start_and_wait()
-    publisher.join(120)
-    assert acked == [N]
-    wait_for(lambda: stored(settings) >= N, timeout_s=120)
+    stream.finish(settings, timeout_s=120)
     wait_for(lambda: ingester.metric("meltemi_ingest_spool_depth") == 0, timeout_s=30)
-    assert stored(settings) == N
-    assert_each_reading_once(settings, N // 12)
 
 
 @pytest.mark.timeout(120)
@@ -249,12 +242,8 @@ def test_r4_torn_spool_record_is_skipped_and_earlier_ones_kept(
 def test_r5a_broker_restarted_gracefully_loses_nothing(rbroker, influx, tmp_path, ingester_factory):
     settings = make_settings(rbroker, influx, tmp_path)
     ingester = ingester_factory(settings)
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(
+    stream = Stream(
         rbroker.port,
-        messages,
-        acked,
         rate_per_s=2500,
         durable=True,
         client_id="r5a-station",
@@ -263,12 +252,7 @@ def test_r5a_broker_restarted_gracefully_loses_nothing(rbroker, influx, tmp_path
     wait_for(lambda: stored(settings) >= 0.4 * N, timeout_s=60)
     rbroker.stop()
     rbroker.start_and_wait()
-    publisher.join(150)
-    assert acked == [N]
-    wait_for(lambda: stored(settings) >= N, timeout_s=90)
-    time.sleep(0.5)
-    assert stored(settings) == N
-    assert_each_reading_once(settings, N // 12)
+    stream.finish(settings, timeout_s=90)
     assert ingester.sessions_present()[-1] is True
 
 
@@ -279,12 +263,8 @@ def test_r5b_broker_sigkill_losses_are_bounded_and_counted_as_seq_gaps(
     settings = make_settings(rbroker, influx, tmp_path)
     ingester = ingester_factory(settings)
     rate = 2000
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(
+    stream = Stream(
         rbroker.port,
-        messages,
-        acked,
         rate_per_s=rate,
         durable=True,
         client_id="r5b-station",
@@ -294,7 +274,7 @@ def test_r5b_broker_sigkill_losses_are_bounded_and_counted_as_seq_gaps(
     rbroker.signal(signal.SIGKILL)
     rbroker.wait(10)
     rbroker.start_and_wait()
-    publisher.join(150)
+    stream.thread.join(150)
     wait_for(
         lambda: ingester.metric("meltemi_ingest_messages_received_total") > 0.9 * N, timeout_s=90
     )
@@ -488,12 +468,8 @@ def test_r8_partial_write_rejection_quarantines_exactly_the_refused_line(
 def test_r10_broker_partition_and_kill(rbroker, influx, tmp_path, ingester_factory):
     settings = make_settings(rbroker, influx, tmp_path)
     ingester = ingester_factory(settings)
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(
+    stream = Stream(
         rbroker.port,
-        messages,
-        acked,
         rate_per_s=2000,
         durable=True,
         client_id="r10-station",
@@ -506,12 +482,7 @@ def test_r10_broker_partition_and_kill(rbroker, influx, tmp_path, ingester_facto
     wait_for(lambda: stored(settings) >= 0.6 * N, timeout_s=60)
     rbroker.stop()  # and a restart (graceful: the snapshot is complete)
     rbroker.start_and_wait()
-    publisher.join(200)
-    assert acked == [N]
-    wait_for(lambda: stored(settings) >= N, timeout_s=120)
-    time.sleep(0.5)
-    assert stored(settings) == N
-    assert_each_reading_once(settings, N // 12)
+    stream.finish(settings, timeout_s=120)
     assert ingester.metric("meltemi_ingest_seq_missing") == 0
     assert all(ingester.sessions_present()[1:])
 
@@ -524,19 +495,12 @@ def test_r11_shared_subscription_scale_out(rbroker, influx, tmp_path, ingester_f
         base.model_copy(update={"mqtt_client_id": "ingest-b", "data_dir": tmp_path / "var-b"}),
         "ingest-b",
     )
-    messages = messages_for(N // 12)
-    acked: list[int] = []
-    publisher = start_publisher(rbroker.port, messages, acked, rate_per_s=2500)
+    stream = Stream(rbroker.port, rate_per_s=2500)
     wait_for(lambda: stored(base) >= 0.3 * N, timeout_s=60)
     second.kill()
     time.sleep(8)
     second.start()
-    publisher.join(120)
-    assert acked == [N]
-    wait_for(lambda: stored(base) >= N, timeout_s=120)
-    time.sleep(0.5)
-    assert stored(base) == N
-    assert_each_reading_once(base, N // 12)
+    stream.finish(base, timeout_s=120)
     assert first.stop() == 0  # a clean stop writes each ingester's last ingest_stats
     assert second.stop() == 0
     per_ingester = influx_rows(
