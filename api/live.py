@@ -333,11 +333,16 @@ class LiveFeed:
             clean_session=True,  # a live view needs no queued backlog after a reconnect
             protocol=mqtt.MQTTv311,
         )
-        # No credentials: MELTEMI_MQTT_USERNAME is the ingester's, and on a broker with
-        # use_username_as_clientid a second login as that user would take over the ingester's
-        # session (RELIABILITY S4). A broker that refuses anonymous clients needs a read-only
-        # user of the API's own (not yet a setting).
+        # The API's own broker user (MELTEMI_API_MQTT_USERNAME), never the ingester's: on a
+        # broker with use_username_as_clientid a second login as the ingester's user would
+        # take over its session (RELIABILITY S4). deploy/meltemi.acl gives it read access only.
+        if self.settings.api_mqtt_username:
+            secret = self.settings.api_mqtt_password
+            client.username_pw_set(
+                self.settings.api_mqtt_username, secret.get_secret_value() if secret else None
+            )
         if self.settings.mqtt_tls:
+
             ca = self.settings.mqtt_ca_file
             client.tls_set(ca_certs=str(ca) if ca else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.reconnect_delay_set(*RECONNECT_DELAY_S)
