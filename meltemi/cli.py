@@ -43,14 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id", default=None, help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)"
     )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
-    simulate = sub.add_parser("simulate", help="run the simulated station network", add_help=False)
-    simulate.add_argument("sim_args", nargs=argparse.REMAINDER)
+    # Everything after `simulate` belongs to the simulator's own parser (see main()).
+    sub.add_parser("simulate", help="run the simulated station network", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a sub-command; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # parse_known_args: `meltemi simulate --backfill 48h` hands its options to the simulator's
+    # parser (argparse.REMAINDER refuses a first argument that starts with "--").
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "simulate":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
     _configure_logging(args.log_level)
     try:
         overrides: dict[str, object] = {}
@@ -71,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             from firmware_sim.cli import main as run_simulate
 
-            return run_simulate(list(args.sim_args), settings)
+            return run_simulate(extra, settings)
         from meltemi.up import run as run_up
 
         return run_up(settings)
