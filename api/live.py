@@ -342,7 +342,6 @@ class LiveFeed:
                 self.settings.api_mqtt_username, secret.get_secret_value() if secret else None
             )
         if self.settings.mqtt_tls:
-
             ca = self.settings.mqtt_ca_file
             client.tls_set(ca_certs=str(ca) if ca else None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.reconnect_delay_set(*RECONNECT_DELAY_S)

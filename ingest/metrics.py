@@ -51,7 +51,6 @@ class IngestStats:
         """Return the messages received and not yet acknowledged (each side single-writer)."""
         return self.messages_received - self.acked
 
-
     def snapshot(self) -> dict[str, float | int]:
         """Return the counters as flat fields for an ``ingest_stats`` point."""
         fields: dict[str, float | int] = {

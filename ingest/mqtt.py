@@ -202,3 +202,19 @@ class MqttIntake:
         if delivery.verdict is not None:
             self.stats.readings_received += delivery.verdict.readings_received
         self.deliveries.put(delivery)
+
+
+def provision_session(settings: Settings, timeout_s: float = 10.0) -> bool:
+    """Create the ingester's durable session and subscriptions at the broker, then leave.
+
+    From then on the broker queues every station message for the ingester, even if stations
+    start publishing before the ingester's first connection (``meltemi up`` starts the
+    simulator's back-fill right away). Returns whether the broker confirmed the subscription.
+    """
+    intake = MqttIntake(settings, StationRegistry([]), queue.Queue(), IngestStats())
+    intake.accepting = False  # anything delivered now stays unacknowledged, for the ingester
+    intake.start()
+    try:
+        return intake.subscribed.wait(timeout_s)
+    finally:
+        intake.disconnect()

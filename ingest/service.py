@@ -22,7 +22,6 @@ from sensors.registry import StationRegistry, load_registry
 from sensors.settings import Settings
 from sensors.solar import clear_sky_ghi
 
-
 logger = logging.getLogger(__name__)
 
 

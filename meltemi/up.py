@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Final
 from urllib.parse import urlsplit
 
+from ingest.mqtt import provision_session
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, ServiceError, port_open
 from sensors.settings import Settings
 
@@ -69,6 +70,11 @@ def run(settings: Settings) -> int:
         influx.start_and_wait()
         started.append(influx)
         influx.create_database(settings.influx_db)
+        # The ingester's session must exist before any station publishes (the back-fill starts
+        # at once); otherwise the broker has no one to queue those readings for.
+        if not provision_session(settings):
+            raise ServiceError("the broker did not confirm the ingester's subscription")
+
         for child in children:
             child.start()
             started.append(child)

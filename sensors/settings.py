@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     api_mqtt_username: str | None = None
     api_mqtt_password: SecretStr | None = None
 
-
     data_dir: Path = Path("./var")
     stations_file: Path | None = None
 

@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -33,11 +34,13 @@ def _up(tmp_path, ports: dict[str, int]) -> ManagedProcess:
     return process
 
 
-def _get(url: str) -> httpx.Response | None:
+def _healthy(url: str) -> dict[str, Any] | None:
     try:
-        return httpx.get(url, timeout=10)
+        response = httpx.get(url, timeout=10)
     except httpx.HTTPError:
         return None
+    body: dict[str, Any] = response.json()
+    return body if response.status_code == 200 else None
 
 
 @pytest.mark.timeout(420)
@@ -46,13 +49,9 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
     api = f"http://127.0.0.1:{ports['api']}"
     up = _up(tmp_path, ports)
     try:
-        health = wait_for(
-            lambda: (r := _get(f"{api}/health")) is not None and r.status_code == 200 and r,
-            timeout_s=90,
-            message="/health ok",
-        )
-        assert health.json() == {"status": "ok", "mqtt": True, "influxdb": True}
-        stations = httpx.get(f"{api}/v1/stations", timeout=10).json()
+        health = wait_for(lambda: _healthy(f"{api}/health"), timeout_s=90, message="/health")
+        assert health == {"status": "ok", "mqtt": True, "influxdb": True}
+        stations = httpx.get(f"{api}/v1/stations", timeout=10).json()["stations"]
         assert len(stations) >= 12
         assert f"Meltemi dashboard: {api}/" in up.log_text()
         # the 48-hour back-fill arrives through MQTT: a chart two days wide has history
@@ -61,36 +60,47 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
             f"{api}/v1/stations/elefsina-01/series?parameters=air_temperature"
             f"&interval=1h&start={start}"
         )
-        points = wait_for(
-            lambda: (
-                len(httpx.get(url, timeout=30).json()["points"]) >= 40
-                and httpx.get(url, timeout=30).json()["points"]
-            ),
-            timeout_s=180,
-            interval_s=2,
-            message="47 h of back-filled history",
-        )
+        seen: list[dict[str, Any]] = []
+
+        def history() -> list[dict[str, Any]]:
+            seen.append(httpx.get(url, timeout=30).json())
+            return seen[-1]["points"] if len(seen[-1]["points"]) >= 40 else []
+
+        try:
+            points = wait_for(history, timeout_s=180, interval_s=2, message="47 h of history")
+        except AssertionError:
+            raise AssertionError(f"{url}: {str(seen[-1:])[:1500]}") from None
         assert all(-50 <= p["values"]["air_temperature"]["mean"] <= 60 for p in points)
-        latest = wait_for(
-            lambda: httpx.get(f"{api}/v1/latest", timeout=10).json()["stations"], timeout_s=60
-        )
-        assert {entry["station"] for entry in latest} >= {"elefsina-01", "mandra-01"}
+
+        def every_station_latest() -> list[dict[str, Any]]:
+            entries: list[dict[str, Any]] = httpx.get(f"{api}/v1/latest", timeout=10).json()[
+                "stations"
+            ]
+            return entries if len(entries) == len(stations) else []
+
+        latest = wait_for(every_station_latest, timeout_s=60, message="every station latest")
+        assert {entry["station"] for entry in latest} == {s["id"] for s in stations}
+        newest = max(entry["ts"] for entry in latest)
+        assert newest >= (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
+
     finally:
-        up.signal(signal.SIGINT)
+        up.signal(signal.SIGINT)  # Ctrl-C
         code = up.wait(90)
+        up.stop()  # already exited: closes its log
+
     assert code == 0, up.log_text()[-3000:]
     assert not any(port_open(p) for p in ports.values())  # every child stopped
     stored_before = len(points)
 
     again = _up(tmp_path, ports)  # a second run keeps the earlier data
     try:
-        wait_for(
-            lambda: (r := _get(f"{api}/health")) is not None and r.status_code == 200, timeout_s=90
-        )
+        wait_for(lambda: _healthy(f"{api}/health"), timeout_s=90, message="/health again")
         kept = httpx.get(url, timeout=30).json()["points"]
         assert len(kept) >= stored_before
     finally:
         again.signal(signal.SIGTERM)
         assert again.wait(90) == 0
+        again.stop()
+
     time.sleep(0.5)
     assert not any(port_open(p) for p in ports.values())

@@ -1,0 +1,209 @@
+"""The API's InfluxDB adapter: InfluxQL over the v1-compatible ``GET /query`` (CONTRACT §3).
+
+One ``httpx.AsyncClient`` is opened in the app's lifespan (``open_influx_client``). Credentials
+travel only in headers (RELIABILITY §0.8): ``Authorization: Token …`` for a 2.x/3.x token,
+Basic for 1.x username/password (1.6.7 answers ``Token user:pass`` with 401), never ``?u=&p=``.
+
+Queries are sent with ``chunked=true``: the answer is a stream of JSON objects, one per chunk
+of at most ``CHUNK_ROWS`` rows, in which ``"partial": true`` means "more of this series (or
+statement) follows". Chunks are merged here, and the answer is complete only when the last
+chunk of every series and statement says so. Chunking is not an optimisation: without it,
+1.x truncates at ``max-row-limit`` and also flags any series of more than 10,000 rows as
+partial even when nothing was cut (influxdata/influxdb#8014, reproduced on 1.6.7), so the flag
+of a non-chunked answer cannot tell complete from truncated. A server that ignores
+``chunked`` answers with one object, which is read the same way.
+
+Every answer is checked before it is used: an ``error`` anywhere, a series or statement whose
+last chunk is still partial, or fewer results than statements (1.6.7 stops a multi-statement
+request after a failed one) raise an ``api.errors`` exception, so a truncated answer is never
+served as a complete 200 (RELIABILITY S9).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from api.errors import StoragePartial, StorageRejected, StorageUnavailable
+from api.influxql import InfluxQL, join_statements
+from sensors.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# A cell of a result row: InfluxDB's JSON gives numbers, strings, booleans and nulls.
+Cell = float | int | str | bool | None
+
+_DETAIL_MAX: Final = 300  # characters of InfluxDB's error text kept in logs and exceptions
+CHUNK_ROWS: Final = 10_000  # rows per chunk of a chunked answer (InfluxDB 1.x's default)
+
+
+class SeriesOut(BaseModel):
+    """One series of a statement's result, as InfluxDB's JSON gives it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = ""
+    tags: dict[str, str] = {}
+    columns: list[str]
+    values: list[list[Cell]] = []
+    partial: bool = False
+
+    def rows(self) -> list[dict[str, Cell]]:
+        """Return the rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.values]
+
+
+class StatementResult(BaseModel):
+    """The result of one statement."""
+
+    model_config = ConfigDict(frozen=True)
+
+    statement_id: int = 0
+    series: list[SeriesOut] = []
+    error: str | None = None
+    partial: bool = False
+
+
+class QueryAnswer(BaseModel):
+    """The body of a ``/query`` answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    results: list[StatementResult] = []
+    error: str | None = None
+
+
+def open_influx_client(settings: Settings) -> httpx.AsyncClient:
+    """Return the AsyncClient for InfluxDB, authenticated by header as the settings say."""
+    headers = {"Accept": "application/json"}
+    auth: httpx.Auth | None = None
+    if settings.influx_token is not None:
+        headers["Authorization"] = "Token " + settings.influx_token.get_secret_value()
+    elif settings.influx_username is not None:
+        password = settings.influx_password.get_secret_value() if settings.influx_password else ""
+        auth = httpx.BasicAuth(settings.influx_username, password)
+    return httpx.AsyncClient(
+        base_url=settings.influx_url.rstrip("/"),
+        headers=headers,
+        auth=auth,
+        timeout=httpx.Timeout(settings.influx_timeout_s),
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )
+
+
+def query_params(database: str, text: InfluxQL) -> dict[str, str]:
+    """Return the ``/query`` parameters the API sends (epoch ns, chunked answers)."""
+    return {
+        "db": database,
+        "q": text,
+        "epoch": "ns",
+        "chunked": "true",
+        "chunk_size": str(CHUNK_ROWS),
+    }
+
+
+class InfluxReader:
+    """Runs InfluxQL statements built by ``api.queries`` and returns checked results."""
+
+    def __init__(self, client: httpx.AsyncClient, database: str) -> None:
+        self.client = client
+        self.database = database
+
+    async def query(self, statements: Sequence[InfluxQL]) -> list[StatementResult]:
+        """Run the statements in one request; return one complete result per statement."""
+        if not statements:
+            return []
+        text = join_statements(list(statements))
+        logger.debug("query: %s", text)
+        try:
+            response = await self.client.get("/query", params=query_params(self.database, text))
+        except httpx.TimeoutException as exc:
+            raise StorageUnavailable("InfluxDB did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise StorageUnavailable(f"InfluxDB is unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500:
+            raise StorageUnavailable(f"InfluxDB answered {response.status_code}")
+        if response.status_code in (401, 403):
+            raise StorageRejected(
+                f"InfluxDB refused the API's credentials ({response.status_code})"
+            )
+        if response.status_code != 200:
+            raise StorageRejected(
+                f"InfluxDB refused the query ({response.status_code}): "
+                f"{response.text[:_DETAIL_MAX]}"
+            )
+        return merge_chunks(response.content, len(statements))
+
+    async def ping(self) -> bool:
+        """Return True when InfluxDB answers ``/ping`` with a 2xx (1.x/2.x: 204, 3.x: 200)."""
+        try:
+            response = await self.client.get("/ping", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+
+class _Statement:
+    """The chunks of one statement's result, merged as they arrive."""
+
+    def __init__(self) -> None:
+        self.series: list[SeriesOut] = []
+        self.rows: list[list[list[Cell]]] = []
+        self.series_open = False  # the last series' last chunk said more rows follow
+        self.result_open = False  # the last chunk said more of this statement follows
+
+    def add(self, result: StatementResult) -> None:
+        for series in result.series:
+            last = self.series[-1] if self.series else None
+            if (
+                self.series_open
+                and last is not None
+                and (last.name, last.tags, last.columns)
+                == (series.name, series.tags, series.columns)
+            ):
+                self.rows[-1].extend(series.values)
+            else:
+                self.series.append(series)
+                self.rows.append(list(series.values))
+            self.series_open = series.partial
+        self.result_open = result.partial
+
+    def complete(self, statement_id: int) -> StatementResult:
+        if self.series_open or self.result_open:
+            raise StoragePartial("InfluxDB returned a partial result (the answer was cut short)")
+        merged = [
+            SeriesOut.model_construct(
+                name=series.name, tags=series.tags, columns=series.columns, values=rows
+            )
+            for series, rows in zip(self.series, self.rows, strict=True)
+        ]
+        return StatementResult.model_construct(statement_id=statement_id, series=merged)
+
+
+def merge_chunks(body: bytes, expected: int) -> list[StatementResult]:
+    """Return one complete result per statement from a (chunked) ``/query`` answer body.
+
+    Raise StorageRejected for an error or an unreadable chunk, StoragePartial when a series or
+    statement is left unfinished or a statement's result is missing.
+    """
+    statements: dict[int, _Statement] = {}
+    for line in body.splitlines():
+        if not line.strip():
+            continue
+        try:
+            answer = QueryAnswer.model_validate_json(line)
+        except ValidationError as exc:
+            raise StorageRejected("InfluxDB answered with an unreadable body") from exc
+        if answer.error is not None:
+            raise StorageRejected(f"InfluxDB: {answer.error[:_DETAIL_MAX]}")
+        for result in answer.results:
+            if result.error is not None:
+                raise StorageRejected(f"InfluxDB: {result.error[:_DETAIL_MAX]}")
+            statements.setdefault(result.statement_id, _Statement()).add(result)
+    if sorted(statements) != list(range(expected)):
+        raise StoragePartial(f"InfluxDB returned {len(statements)} of {expected} statement results")
+    return [statements[k].complete(k) for k in range(expected)]

@@ -1,0 +1,196 @@
+"""Prometheus metrics: the API's own requests, and each ingester's last ``ingest_stats``.
+
+The API counts its requests by method, route template (never the raw path, so a scanner cannot
+blow up the label set) and status, and times them to the first response byte (a stream's
+lifetime is not its latency). Ingesters snapshot their counters into InfluxDB every few
+seconds; ``/metrics`` turns the newest snapshot of each into ``meltemi_ingest_*`` families with
+an ``ingester`` label (the names the ingester's own listener uses, labelled).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.influx import Cell
+from sensors.schema import QuarantineReason
+
+_FIELD_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_GAUGES: Final = {
+    "spool_depth": "lines waiting in the ingester's spool",
+    "seq_missing": "seq numbers still missing",
+}
+_LATENCY_SUM: Final = "write_latency_sum_s"
+_LATENCY_COUNT: Final = "write_latency_count"
+_STARTED: Final = "started_ns"
+_QUARANTINED: Final = "quarantined_"
+# From a cached catalogue (under 5 ms) to a month of derived parameters (about a second).
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ApiMetrics:
+    """The API's own counters, in a registry of this app's (tests build several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "meltemi_api_requests",
+            "HTTP requests answered, by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "meltemi_api_request_duration_seconds",
+            "time to the first response byte, by route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.storage_errors = Counter(
+            "meltemi_api_storage_errors",
+            "InfluxDB answers the API could not serve, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def render(self, ingest: Collector) -> bytes:
+        """Return the Prometheus text of the API's metrics followed by the ingesters'."""
+        extra = CollectorRegistry()
+        extra.register(ingest)
+        return generate_latest(self.registry) + generate_latest(extra)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (no buffering, so Server-Sent Events pass straight through)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # an exception before the response starts
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                self.metrics.latency.labels(scope["method"], _route(scope)).observe(
+                    time.perf_counter() - started
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            self.metrics.requests.labels(scope["method"], _route(scope), str(status)).inc()
+
+
+def _route(scope: Scope) -> str:
+    # Starlette's router records the matched route in the (shared) scope.
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class IngestSnapshots(Collector):
+    """The newest ``ingest_stats`` row of each ingester, as metric families."""
+
+    def __init__(self, snapshots: Mapping[str, Mapping[str, Cell]], up: bool) -> None:
+        self.snapshots = snapshots
+        self.up = up
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield counters, gauges and the write-latency summary, labelled by ingester."""
+        yield GaugeMetricFamily(
+            "meltemi_ingest_stats_up",
+            "1 when the ingesters' snapshots could be read from InfluxDB",
+            value=1 if self.up else 0,
+        )
+        counters: dict[str, CounterMetricFamily] = {}
+        gauges: dict[str, GaugeMetricFamily] = {}
+        quarantined = CounterMetricFamily(
+            "meltemi_ingest_quarantined",
+            "quarantine records by reason (cumulative since the ingester started)",
+            labels=["ingester", "reason"],
+        )
+        latency = SummaryMetricFamily(
+            "meltemi_ingest_write_latency_seconds",
+            "InfluxDB /write latency of the ingester",
+            labels=["ingester"],
+        )
+        age = GaugeMetricFamily(
+            "meltemi_ingest_snapshot_age_seconds",
+            "age of the newest ingest_stats snapshot",
+            labels=["ingester"],
+        )
+        started = GaugeMetricFamily(
+            "meltemi_ingest_start_time_seconds",
+            "when the ingester started (Unix time)",
+            labels=["ingester"],
+        )
+        reasons = {reason.value for reason in QuarantineReason}
+        now_ns = time.time_ns()
+        for ingester, row in sorted(self.snapshots.items()):
+            ts = row.get("time")
+            if isinstance(ts, int):
+                age.add_metric([ingester], max(0.0, (now_ns - ts) / 1e9))
+            numbers = {
+                key: float(value)
+                for key, value in row.items()
+                if isinstance(value, int | float) and not isinstance(value, bool) and key != "time"
+            }
+            if _LATENCY_SUM in numbers and _LATENCY_COUNT in numbers:
+                latency.add_metric(
+                    [ingester],
+                    count_value=int(numbers[_LATENCY_COUNT]),
+                    sum_value=numbers[_LATENCY_SUM],
+                )
+            if _STARTED in numbers:
+                started.add_metric([ingester], numbers[_STARTED] / 1e9)
+            for name, value in sorted(numbers.items()):
+                if name in (_LATENCY_SUM, _LATENCY_COUNT, _STARTED) or not _FIELD_NAME.fullmatch(
+                    name
+                ):
+                    continue
+                if name.startswith(_QUARANTINED):
+                    reason = name.removeprefix(_QUARANTINED)
+                    if reason in reasons:
+                        quarantined.add_metric([ingester, reason], value)
+                elif name in _GAUGES:
+                    gauges.setdefault(
+                        name,
+                        GaugeMetricFamily(
+                            f"meltemi_ingest_{name}", _GAUGES[name], labels=["ingester"]
+                        ),
+                    ).add_metric([ingester], value)
+                else:
+                    counters.setdefault(
+                        name,
+                        CounterMetricFamily(
+                            f"meltemi_ingest_{name}",
+                            f"ingester counter {name} (cumulative since it started)",
+                            labels=["ingester"],
+                        ),
+                    ).add_metric([ingester], value)
+        yield from counters.values()
+        yield quarantined
+        yield from gauges.values()
+        yield latency
+        yield age
+        yield started

@@ -1,0 +1,116 @@
+"""What the API promises (CONTRACT §5): one outbound model per answer.
+
+Series answers are TypedDicts serialised by a pydantic TypeAdapter: up to 100,000 points are
+plain dicts, three times cheaper to build than model instances, with the same schema in OpenAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
+
+from sensors.catalog import Aggregation
+from sensors.outbound import LatestEntry
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+
+class HealthOut(_Out):
+    """``/health``: ok only when both the broker and InfluxDB answer."""
+
+    status: Literal["ok", "degraded"]
+    mqtt: bool
+    influxdb: bool
+
+
+class ParameterOut(_Out):
+    """One catalogue entry; derived parameters have no physical range and list their inputs."""
+
+    id: str
+    name: str
+    unit: str
+    min: float | None
+    max: float | None
+    agg: Aggregation
+    derived: bool = False
+    inputs: list[str] | None = None
+
+
+class ParametersOut(_Out):
+    """``/v1/parameters``."""
+
+    parameters: list[ParameterOut]
+
+
+StationStatus = Literal["online", "offline", "unknown"]
+
+
+class StationOut(_Out):
+    """A station of the registry, with when it last reported and its last status."""
+
+    id: str
+    name: str
+    municipality: str
+    lat: float
+    lon: float
+    elevation_m: float
+    parameters: list[str]
+    last_seen: str | None  # the observation time of its newest reading (RFC 3339 UTC)
+    status: StationStatus
+
+
+class StationsOut(_Out):
+    """``/v1/stations``."""
+
+    stations: list[StationOut]
+
+
+class LatestOut(_Out):
+    """``/v1/latest``: one entry per station that has reported."""
+
+    stations: list[LatestEntry]
+
+
+class AggPoint(TypedDict):
+    """One window: ``values[parameter][agg]``; a vector mean with no direction is null."""
+
+    time: str
+    values: dict[str, dict[str, float | int | None]]
+
+
+class RawPoint(TypedDict):
+    """One reading: ``values[parameter]`` and its QC flag in ``qc[parameter]``."""
+
+    time: str
+    values: dict[str, float]
+    qc: dict[str, str]
+
+
+class AggSeriesOut(TypedDict):
+    """``/v1/stations/{id}/series`` for an aggregated interval."""
+
+    station: str
+    interval: str
+    start: str
+    end: str
+    tz: str
+    points: list[AggPoint]
+
+
+class RawSeriesOut(TypedDict):
+    """``/v1/stations/{id}/series?interval=raw``."""
+
+    station: str
+    interval: Literal["raw"]
+    start: str
+    end: str
+    tz: str
+    points: list[RawPoint]
+
+
+AGG_SERIES_JSON: TypeAdapter[AggSeriesOut] = TypeAdapter(AggSeriesOut)
+RAW_SERIES_JSON: TypeAdapter[RawSeriesOut] = TypeAdapter(RawSeriesOut)

@@ -1,0 +1,52 @@
+"""``GET /v1/parameters``: the catalogue (CONTRACT §4), stored parameters then derived ones."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import APIRouter
+
+from api.models import ParameterOut, ParametersOut
+from api.series import DERIVED_DEFAULT_AGG
+from sensors.catalog import PARAMETERS
+from sensors.derived import DERIVED
+
+router = APIRouter(tags=["catalogue"])
+
+
+def catalogue() -> ParametersOut:
+    """Return every stored parameter and every derived one (``derived: true``)."""
+    stored = [
+        ParameterOut(
+            id=spec.id,
+            name=spec.name,
+            unit=spec.unit,
+            min=spec.min,
+            max=spec.max,
+            agg=spec.default_agg,
+        )
+        for spec in PARAMETERS
+    ]
+    derived = [
+        ParameterOut(
+            id=spec.id,
+            name=spec.name,
+            unit=spec.unit,
+            min=None,
+            max=None,
+            agg=DERIVED_DEFAULT_AGG,
+            derived=True,
+            inputs=list(spec.inputs),
+        )
+        for spec in DERIVED.values()
+    ]
+    return ParametersOut(parameters=stored + derived)
+
+
+_CATALOGUE: Final = catalogue()
+
+
+@router.get("/v1/parameters", response_model=ParametersOut)
+async def parameters() -> ParametersOut:
+    """Return the parameter catalogue: id, name, unit, physical range, default aggregation."""
+    return _CATALOGUE

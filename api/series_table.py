@@ -1,0 +1,217 @@
+"""Series answers from query results: windows of stored and derived parameters, raw readings,
+and their JSON and CSV renderings (pure; the route runs the numpy parts in a worker thread)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from api.aggregate import NS, AggValue, FloatArray, IntArray, aggregate_windows, vector_mean_deg
+from api.influx import Cell, StatementResult
+from api.latest import DERIVED_DECIMALS
+from api.models import AggPoint, RawPoint
+from api.series import DERIVED_MAX_READINGS, INTERVAL_NS, MAX_POINTS, SeriesPlan, SeriesRequestError
+from sensors import schema
+from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
+from sensors.derived import DERIVED, compute_derived
+from sensors.models import format_ts
+from sensors.schema import QcFlag
+
+Windows = dict[int, dict[Aggregation, AggValue]]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def _rows(result: StatementResult) -> tuple[list[str], list[list[Cell]]]:
+    """Return the columns and rows of a single-series result (no series: no rows)."""
+    if not result.series:
+        return [], []
+    series = result.series[0]
+    return series.columns, series.values
+
+
+def _number(value: Cell) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def stored_windows(parameter: str, result: StatementResult) -> Windows:
+    """Return one stored parameter's windows from its ``api.queries`` aggregate statement."""
+    columns, rows = _rows(result)
+    if not rows:
+        return {}
+    index = {name: k for k, name in enumerate(columns)}
+    time_at = index["time"]
+    vector = CATALOG[parameter].circular and "s" in index
+    plain = [
+        (agg, index[agg]) for agg in AGGREGATIONS if agg in index and not (vector and agg == "mean")
+    ]
+    windows: Windows = {}
+    for row in rows:
+        ts = row[time_at]
+        if not isinstance(ts, int):
+            continue
+        out: dict[Aggregation, AggValue] = {}
+        if vector:
+            out["mean"] = vector_mean_deg(_number(row[index["s"]]), _number(row[index["c"]]))
+        for agg, at in plain:
+            value = _number(row[at])
+            out[agg] = int(value) if agg == "count" and value is not None else value
+        windows[ts] = out
+    return windows
+
+
+def format_times(ts_ns: Sequence[int]) -> list[str]:
+    """Return RFC 3339 UTC labels like sensors.models.format_ts, vectorised for whole seconds."""
+    stamps = np.asarray(ts_ns, dtype=np.int64)
+    if stamps.size and not np.any(stamps % NS):
+        seconds = (stamps // NS).astype("datetime64[s]")
+        return [text + "Z" for text in np.datetime_as_string(seconds, unit="s").tolist()]
+    return [format_ts(int(ts)) for ts in stamps.tolist()]
+
+
+class ReadingArrays:
+    """Raw readings as arrays: timestamps, and per parameter its values and QC flags."""
+
+    def __init__(self, result: StatementResult, parameters: Sequence[str]) -> None:
+        columns, rows = _rows(result)
+        self.size = len(rows)
+        transposed = dict(zip(columns, zip(*rows, strict=True), strict=True)) if rows else {}
+        self.ts: IntArray = np.asarray(transposed.get("time", ()), dtype=np.int64)
+        self.values: dict[str, FloatArray] = {}
+        self.good: dict[str, BoolArray] = {}
+        for parameter in parameters:
+            # Float fields come as JSON numbers or null: numpy turns null (None) into NaN.
+            raw = transposed.get(parameter, (None,) * self.size)
+            self.values[parameter] = np.asarray(raw, dtype=np.float64)
+            flags = np.asarray(
+                transposed.get(schema.qc_field(parameter), ("",) * self.size), dtype=object
+            )
+            self.good[parameter] = np.asarray(flags == QcFlag.GOOD.value, dtype=np.bool_)
+
+    def usable(self, parameter: str, include_suspect: bool) -> FloatArray:
+        """Return the parameter's values, NaN where absent (or suspect, unless included)."""
+        values = self.values[parameter]
+        if include_suspect:
+            return values
+        masked: FloatArray = np.where(self.good[parameter], values, np.nan)
+        return masked
+
+
+def derived_windows(plan: SeriesPlan, result: StatementResult) -> dict[str, Windows]:
+    """Return each derived parameter's windows, aggregated from its per-reading values."""
+    readings = ReadingArrays(result, plan.derived_inputs)
+    if readings.size > DERIVED_MAX_READINGS:
+        raise SeriesRequestError(
+            f"{', '.join(plan.derived)} are computed from every reading, and this range holds "
+            f"more than {DERIVED_MAX_READINGS:,}: narrow start/end, or ask for stored "
+            "parameters only"
+        )
+    inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
+    computed = compute_derived(inputs)
+    return {
+        p: aggregate_windows(
+            readings.ts,
+            computed[p],
+            plan.aggs[p],
+            step_ns=INTERVAL_NS[plan.interval],
+            zone=plan.window_tz,
+            start_ns=plan.start_ns,
+            end_ns=plan.end_ns,
+        )
+        for p in plan.derived
+    }
+
+
+def aggregate_points(plan: SeriesPlan, windows: dict[str, Windows]) -> list[AggPoint]:
+    """Return the points of an aggregated series, oldest first; empty windows are left out."""
+    table: dict[int, dict[str, dict[str, float | int | None]]] = {}
+    for parameter in plan.parameters:
+        for ts, aggs in windows.get(parameter, {}).items():
+            wanted: dict[str, float | int | None] = {
+                agg: aggs.get(agg) for agg in plan.aggs[parameter]
+            }
+            table.setdefault(ts, {})[parameter] = wanted
+    order = sorted(table)
+    return [
+        {"time": label, "values": table[ts]}
+        for ts, label in zip(order, format_times(order), strict=True)
+    ]
+
+
+def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
+    """Return the readings of a raw series with their QC flags and derived values."""
+    wanted = tuple(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
+    readings = ReadingArrays(result, wanted)
+    if readings.size > MAX_POINTS:  # the LIMIT backstop of the 1 reading/s bound
+        raise SeriesRequestError(
+            f"this range holds more than {MAX_POINTS:,} readings: narrow start/end, or choose "
+            "an aggregated interval such as 1m"
+        )
+    inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
+    computed = {p: array for p, array in compute_derived(inputs).items() if p in plan.derived}
+    derived_flags = {
+        p: np.logical_and.reduce([readings.good[i] for i in DERIVED[p].inputs])
+        for p in plan.derived
+    }
+    points: list[RawPoint] = []
+    ts_list = readings.ts.tolist()
+    labels = format_times(ts_list)
+    stored = [
+        (p, readings.usable(p, plan.include_suspect).tolist(), readings.good[p].tolist())
+        for p in plan.stored
+    ]
+    derived = [
+        (p, np.round(computed[p], DERIVED_DECIMALS).tolist(), derived_flags[p].tolist())
+        for p in plan.derived
+    ]
+    for k in range(len(ts_list)):
+        values: dict[str, float] = {}
+        qc: dict[str, str] = {}
+        for parameter, column, good in (*stored, *derived):
+            value = column[k]
+            if value == value:  # not NaN
+                values[parameter] = value
+                qc[parameter] = QcFlag.GOOD.value if good[k] else QcFlag.SUSPECT.value
+        if values:
+            points.append({"time": labels[k], "values": values, "qc": qc})
+    return points
+
+
+def _cell(value: float | int | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def aggregate_csv(plan: SeriesPlan, points: list[AggPoint]) -> str:
+    """Return CSV: ``time``, then a ``parameter_agg`` column per parameter and aggregation."""
+    columns = [(p, agg) for p in plan.parameters for agg in plan.aggs[p]]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["time", *(f"{p}_{agg}" for p, agg in columns)])
+    for point in points:
+        values = point["values"]
+        writer.writerow([point["time"], *(_cell(values.get(p, {}).get(agg)) for p, agg in columns)])
+    return buffer.getvalue()
+
+
+def raw_csv(plan: SeriesPlan, points: list[RawPoint]) -> str:
+    """Return CSV: ``time``, then a column per parameter (and ``parameter_qc`` columns when
+    suspect values are included, so that they stay distinguishable)."""
+    header = ["time", *plan.parameters]
+    if plan.include_suspect:
+        header += [schema.qc_field(p) for p in plan.parameters]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for point in points:
+        values, qc = point["values"], point["qc"]
+        row = [point["time"], *(_cell(values.get(p)) for p in plan.parameters)]
+        if plan.include_suspect:
+            row += [qc.get(p, "") for p in plan.parameters]
+        writer.writerow(row)
+    return buffer.getvalue()

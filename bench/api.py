@@ -1,0 +1,253 @@
+"""API latency next to the bare InfluxQL it issues, measured in the same run (issue 2).
+
+Loads, straight into InfluxDB, 100 stations of 60 s readings (every parameter, with QC fields)
+for ``LATEST_DAYS`` days, and one of them with 30 days. Runs ``meltemi api`` under uvicorn as a
+subprocess, then times, REPEATS times each after a warm-up:
+
+- ``/v1/latest`` (100 stations) next to its statement sent straight to ``/query`` (every
+  station reported in the last hour, so the API sends only its last-hour statement);
+- a 30-day hourly series of the 30-day station, default parameters (12 stored, 4 derived), next
+  to the same statements sent straight to ``/query`` the way the API sends them (the stored
+  aggregates in one request and the derived inputs' readings in another, concurrently);
+- the same series for ``air_temperature`` alone (no derived parameter, one statement).
+
+The bare queries are built by the API's own builders (api.routes.series.plan_statements), so
+the text is identical. Prints median and p95 of each and the ratio API / bare, then the
+``name: value unit`` lines. Usage: python bench/api.py [REPEATS] [LATEST_DAYS]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from api.influx import query_params
+from api.influxql import InfluxQL, join_statements
+from api.queries import latest_readings
+from api.routes.series import plan_statements
+from api.series import plan_series
+from bench._common import ALL_PARAMETERS, figure, median, p95, write_registry
+from ingest.lineproto import format_point
+from meltemi.services import InfluxDB, ManagedProcess, free_port
+from sensors import schema
+from sensors.registry import load_registry
+
+STATIONS = 100
+STEP_S = 60
+SERIES_DAYS = 30
+DB = "bench_api"
+
+
+def _lines(station_id: str, start_s: int, end_s: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    lines = []
+    for k, ts in enumerate(range(start_s, end_s, STEP_S)):
+        fields: dict[str, float | int | str] = {schema.SEQ_FIELD: k}
+        for p in ALL_PARAMETERS:
+            fields[p] = round(float(rng.uniform(0, 40 if p != "air_pressure" else 1)), 2) + (
+                1000.0 if p == "air_pressure" else 0.0
+            )
+            fields[schema.qc_field(p)] = "good"
+            fields[schema.check_field(p)] = ""
+        lines.append(
+            format_point(schema.READINGS, {schema.STATION_TAG: station_id}, fields, ts * 10**9)
+        )
+    return lines
+
+
+def load(influx: InfluxDB, ids: list[str], now_s: int, latest_days: float) -> int:
+    """Write the readings straight to /write; return how many points."""
+    total = 0
+    with httpx.Client(timeout=120) as client:
+        for index, station_id in enumerate(ids):
+            days = SERIES_DAYS if index == 0 else latest_days
+            lines = _lines(station_id, now_s - int(days * 86400), now_s, index)
+            for k in range(0, len(lines), 10_000):
+                response = client.post(
+                    f"{influx.url}/write",
+                    params={"db": DB, "precision": "ns"},
+                    content="\n".join(lines[k : k + 10_000]).encode(),
+                )
+                assert response.status_code == 204, response.text
+            total += len(lines)
+    return total
+
+
+def timed(call: Callable[[], object], repeats: int) -> list[float]:
+    """Return the wall time of each call, after 3 warm-up calls."""
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+class Bare:
+    """Sends statements straight to /query over one kept-alive client, as the API does."""
+
+    def __init__(self, url: str) -> None:
+        self.runner = asyncio.Runner()
+        self.client = self.runner.run(self._open(url))
+
+    @staticmethod
+    async def _open(url: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=url, timeout=120)
+
+    async def _send(self, requests: list[list[InfluxQL]]) -> None:
+        responses = await asyncio.gather(
+            *(
+                self.client.get("/query", params=query_params(DB, join_statements(statements)))
+                for statements in requests
+            )
+        )
+        for response in responses:
+            assert response.status_code == 200
+            assert '"error"' not in response.text[:200]
+
+    def call(self, requests: list[list[InfluxQL]]) -> Callable[[], object]:
+        """Return a call sending these requests concurrently (and reading the bodies)."""
+        return lambda: self.runner.run(self._send(requests))
+
+    def close(self) -> None:
+        """Close the client and the loop."""
+        self.runner.run(self.client.aclose())
+        self.runner.close()
+
+
+def report(name: str, api_times: list[float], bare_times: list[float]) -> dict[str, float]:
+    """Print one comparison and return its figures."""
+    figures = {
+        f"{name}_api_median": median(api_times) * 1000,
+        f"{name}_api_p95": p95(api_times) * 1000,
+        f"{name}_influxql_median": median(bare_times) * 1000,
+        f"{name}_influxql_p95": p95(bare_times) * 1000,
+    }
+    figures[f"{name}_ratio"] = median(api_times) / median(bare_times)
+    print(
+        f"{name}: API median {figures[f'{name}_api_median']:.1f} ms "
+        f"(p95 {figures[f'{name}_api_p95']:.1f}), bare InfluxQL median "
+        f"{figures[f'{name}_influxql_median']:.1f} ms (p95 {figures[f'{name}_influxql_p95']:.1f})"
+        f", ratio {figures[f'{name}_ratio']:.2f}",
+        flush=True,
+    )
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark; return the exit code."""
+    repeats = int(argv[0]) if argv else 50
+    latest_days = float(argv[1]) if len(argv) > 1 else 1.0
+    with tempfile.TemporaryDirectory(prefix="meltemi-bench-api-") as tmp:
+        root = Path(tmp)
+        influx = InfluxDB(root / "influxdb", free_port())
+        influx.start_and_wait()
+        api: ManagedProcess | None = None
+        try:
+            influx.create_database(DB)
+            registry_path = root / "stations.toml"
+            ids = write_registry(registry_path, STATIONS)
+            now_s = int(time.time()) // STEP_S * STEP_S
+            started = time.perf_counter()
+            points = load(influx, ids, now_s, latest_days)
+            print(f"loaded {points:,} points in {time.perf_counter() - started:.1f} s", flush=True)
+            port = free_port()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")}
+            env.update(
+                MELTEMI_INFLUX_URL=influx.url,
+                MELTEMI_INFLUX_DB=DB,
+                MELTEMI_STATIONS_FILE=str(registry_path),
+                MELTEMI_API_PORT=str(port),
+                MELTEMI_MQTT_PORT=str(free_port()),  # no broker: /health is not measured
+                MELTEMI_DATA_DIR=str(root / "var"),
+            )
+            api = ManagedProcess(
+                "api",
+                [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "api"],
+                root / "api.log",
+                env=env,
+            )
+            api.start()
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+
+            def answers() -> bool:
+                try:
+                    return client.get("/v1/parameters").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            api.wait_until(answers)
+
+            def get(path: str, **params: str) -> Callable[[], object]:
+                def call() -> object:
+                    response = client.get(path, params=params or None)
+                    assert response.status_code == 200, response.text[:300]
+                    return response
+
+                return call
+
+            bare = Bare(influx.url)
+            latest = client.get("/v1/latest").json()
+            assert len(latest["stations"]) == STATIONS
+            figures = report(
+                "latest_100_stations",
+                timed(get("/v1/latest"), repeats),
+                timed(bare.call([[latest_readings(recent=True)]]), repeats),
+            )
+            station = load_registry(registry_path).get(ids[0])
+            assert station is not None
+            window = {
+                "start": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s - SERIES_DAYS * 86400)
+                ),
+                "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s)),
+                "interval": "1h",
+            }
+            for name, parameters in (
+                ("series_30d_1h_all", None),
+                ("series_30d_1h_air_temperature", "air_temperature"),
+            ):
+                params = dict(window, **({"parameters": parameters} if parameters else {}))
+                body = client.get(f"/v1/stations/{ids[0]}/series", params=params).json()
+                assert "points" in body, body
+                assert SERIES_DAYS * 24 <= len(body["points"]) <= SERIES_DAYS * 24 + 1
+                plan = plan_series(
+                    station,
+                    now_ns=now_s * 10**9,
+                    parameters=parameters,
+                    start=window["start"],
+                    end=window["end"],
+                    interval=window["interval"],
+                )
+                stored, readings = plan_statements(plan)
+                requests = [r for r in (stored, [readings] if readings else []) if r]
+                figures |= report(
+                    name,
+                    timed(get(f"/v1/stations/{ids[0]}/series", **params), repeats),
+                    timed(bare.call(requests), repeats),
+                )
+            client.close()
+            bare.close()
+        finally:
+            if api is not None:
+                api.stop()
+            influx.stop()
+    for name, value in figures.items():
+        figure(name, value, "x" if name.endswith("_ratio") else "ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
