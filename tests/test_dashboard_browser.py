@@ -3,7 +3,7 @@ Playwright) against the API under uvicorn with the real broker and InfluxDB.
 
 History is seeded straight into InfluxDB in the stored schema (measurement ``readings``, tag
 ``station``, a float field per parameter and ``{p}_qc`` = "good"); live readings are published
-with mosquitto_pub on ``meltemi/accepted/{id}``, as the ingester re-publishes them.
+by a station through the real ingester, with mosquitto_pub on ``stations/{id}/readings``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sensors.models import format_ts
 from sensors.registry import load_registry
 from sensors.schema import READINGS, STATION_TAG, qc_field
 from sensors.settings import Settings
-from sensors.topics import accepted_topic
+from sensors.topics import readings_topic
 from tests.helpers import mosquitto_pub, write_lines
 from tests.test_stream import ApiServer, serve_api
 
@@ -176,8 +176,15 @@ def open_page(browser: Any, api: ApiServer) -> Iterator[Any]:
             page.close()
 
 
-def test_every_station_appears_and_a_published_reading_shows_live(open_page, api, broker):
+def test_every_station_appears_and_a_published_reading_shows_live(
+    open_page, api, broker, settings, ingester_factory
+):
+    """The whole path: a station's reading published with mosquitto_pub on its readings topic,
+    validated and stored by the real ingester (a subprocess), re-published to the API's live
+    feed, and shown on the open page without a reload, within 5 s."""
+    ingester_factory(settings)
     registry = load_registry()
+
     page = open_page()
     assert page.page.locator("#stations li.card").count() == len(registry)
     assert page.page.locator("#map g.station").count() == len(registry)
@@ -186,13 +193,13 @@ def test_every_station_appears_and_a_published_reading_shows_live(open_page, api
         assert station.name in page.text(f"#stations li[data-station='{station.id}'] h3")
 
     published_at = time.monotonic()
-    body = {
-        "station": "mandra-01",
+    reading = {
         "ts": format_ts(time.time_ns() // 1_000_000_000 * 1_000_000_000),
+        "seq": 1,
         "values": {"air_temperature": 41.7, "relative_humidity": 30.0},
-        "qc": {"air_temperature": "good", "relative_humidity": "good"},
     }
-    mosquitto_pub(broker.port, accepted_topic("mandra-01"), json.dumps(body), 0)
+    mosquitto_pub(broker.port, readings_topic("mandra-01"), json.dumps(reading), 1)
+
     cell = "#stations li[data-station='mandra-01'] dd[data-p='air_temperature']"
     expect(page.page.locator(cell)).to_have_text("41.7\u00a0°C", timeout=5_000)
     assert time.monotonic() - published_at < 5.0
