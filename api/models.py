@@ -6,7 +6,7 @@ plain dicts, three times cheaper to build than model instances, with the same sc
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
@@ -83,11 +83,13 @@ class AggPoint(TypedDict):
 
 
 class RawPoint(TypedDict):
-    """One reading: ``values[parameter]`` and its QC flag in ``qc[parameter]``."""
+    """One reading: ``values[parameter]``, its QC flag in ``qc[parameter]`` and, for a suspect
+    stored value, the QC check it failed in ``checks[parameter]`` (sensors.qc)."""
 
     time: str
     values: dict[str, float]
     qc: dict[str, str]
+    checks: NotRequired[dict[str, str]]
 
 
 class AggSeriesOut(TypedDict):

@@ -159,8 +159,10 @@ def circular_series(
 def raw_readings(
     station_id: str, parameters: Sequence[str], *, start_ns: int, end_ns: int, limit: int
 ) -> InfluxQL:
-    """Return the readings of a range, oldest first: each parameter's value and QC flag."""
-    names = [name for p in parameters for name in (p, schema.qc_field(p))]
+    """Return the readings of a range, oldest first: each parameter's value, QC flag and
+    failed check (written for suspect values only)."""
+    names = [name for p in parameters for name in (p, schema.qc_field(p), schema.check_field(p))]
+
     columns = ", ".join(quote_identifier(name) for name in names)
     return InfluxQL(
         f"SELECT {columns} FROM {_READINGS} {_where(station_id, start_ns, end_ns)} "

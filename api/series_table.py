@@ -85,6 +85,9 @@ class ReadingArrays:
         self.ts: IntArray = np.asarray(transposed.get("time", ()), dtype=np.int64)
         self.values: dict[str, FloatArray] = {}
         self.good: dict[str, BoolArray] = {}
+        # The failed check, meaningful only where the flag says suspect (ingest.points).
+        self.checks: dict[str, list[Cell]] = {}
+
         for parameter in parameters:
             # Float fields come as JSON numbers or null: numpy turns null (None) into NaN.
             raw = transposed.get(parameter, (None,) * self.size)
@@ -93,6 +96,9 @@ class ReadingArrays:
                 transposed.get(schema.qc_field(parameter), ("",) * self.size), dtype=object
             )
             self.good[parameter] = np.asarray(flags == QcFlag.GOOD.value, dtype=np.bool_)
+            self.checks[parameter] = list(
+                transposed.get(schema.check_field(parameter), ("",) * self.size)
+            )
 
     def usable(self, parameter: str, include_suspect: bool) -> FloatArray:
         """Return the parameter's values, NaN where absent (or suspect, unless included)."""
@@ -173,13 +179,21 @@ def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
     for k in range(len(ts_list)):
         values: dict[str, float] = {}
         qc: dict[str, str] = {}
+        checks: dict[str, str] = {}
         for parameter, column, good in (*stored, *derived):
             value = column[k]
             if value == value:  # not NaN
                 values[parameter] = value
                 qc[parameter] = QcFlag.GOOD.value if good[k] else QcFlag.SUSPECT.value
+                failed = readings.checks.get(parameter, ())
+                check = failed[k] if k < len(failed) else None
+                if not good[k] and isinstance(check, str) and check:
+                    checks[parameter] = check
         if values:
-            points.append({"time": labels[k], "values": values, "qc": qc})
+            point: RawPoint = {"time": labels[k], "values": values, "qc": qc}
+            if checks:
+                point["checks"] = checks
+            points.append(point)
     return points
 
 
@@ -205,6 +219,8 @@ def raw_csv(plan: SeriesPlan, points: list[RawPoint]) -> str:
     header = ["time", *plan.parameters]
     if plan.include_suspect:
         header += [schema.qc_field(p) for p in plan.parameters]
+        header += [schema.check_field(p) for p in plan.parameters]
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -213,5 +229,8 @@ def raw_csv(plan: SeriesPlan, points: list[RawPoint]) -> str:
         row = [point["time"], *(_cell(values.get(p)) for p in plan.parameters)]
         if plan.include_suspect:
             row += [qc.get(p, "") for p in plan.parameters]
+            checks = point.get("checks", {})
+            row += [checks.get(p, "") for p in plan.parameters]
+
         writer.writerow(row)
     return buffer.getvalue()

@@ -356,10 +356,31 @@ def test_csv_matches_json(api):
         include_suspect="true",
     )
     flagged_rows = list(csv.reader(io.StringIO(flagged.text)))
-    assert flagged_rows[0] == ["time", "air_temperature", "pm10", "air_temperature_qc", "pm10_qc"]
+    assert flagged_rows[0] == [
+        "time",
+        "air_temperature",
+        "pm10",
+        "air_temperature_qc",
+        "pm10_qc",
+        "air_temperature_check",
+        "pm10_check",
+    ]
     assert len(flagged_rows) == 31  # every reading of the hour (2-minute step)
     assert {row[3] for row in flagged_rows[1:]} <= {"good", "suspect", ""}
-    assert "suspect" in {cell for row in flagged_rows[1:] for cell in row[3:]}
+    assert "suspect" in {cell for row in flagged_rows[1:] for cell in row[3:5]}
+    for row in flagged_rows[1:]:  # the failed check stands beside each suspect flag only
+        for flag, check in ((row[3], row[5]), (row[4], row[6])):
+            assert check == ("step" if flag == "suspect" else "")
+    raw_json = api.get(
+        f"/v1/stations/{FULL}/series",
+        parameters="air_temperature,pm10",
+        start="2026-10-24T00:00:00Z",
+        end="2026-10-24T01:00:00Z",
+        include_suspect="true",
+    ).json()
+    for point in raw_json["points"]:
+        suspects = {p for p, flag in point["qc"].items() if flag == "suspect"}
+        assert point.get("checks", {}) == dict.fromkeys(suspects, "step")
 
 
 def test_empty_windows_are_omitted(api):
