@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from sensors.derived import DERIVED, compute_derived
 from sensors.models import MAX_PAYLOAD_BYTES, PayloadRefused, format_ts, parse_status, parse_ts_ns
-from sensors.outbound import LatestEntry
+from sensors.outbound import LatestEntry, decode_entries
 from sensors.registry import StationRegistry
 from sensors.schema import QcFlag
 from sensors.settings import Settings
@@ -418,41 +418,44 @@ class LiveFeed:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            item = self._decode(msg.topic, bytes(msg.payload))
+            items = self._decode(msg.topic, bytes(msg.payload))
         except Exception:  # a loop boundary: one bad message must not stop the feed
             logger.exception("live feed: cannot handle a message on %s", msg.topic)
-            item = None
-        if item is None:
+            items = []
+        if not items:
             self.ignored_messages += 1
             return
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._offer, item)
+            for item in items:
+                loop.call_soon_threadsafe(self._offer, item)
         except RuntimeError:  # the loop closed between the check and the call (shutdown)
             return
 
-    def _decode(self, topic: str, payload: bytes) -> _Item | None:
+    def _decode(self, topic: str, payload: bytes) -> list[_Item]:
         if not payload or len(payload) > MAX_PAYLOAD_BYTES:
-            return None  # an empty retained message clears a status; nothing to show
+            return []  # an empty retained message clears a status; nothing to show
         if topic.startswith(ACCEPTED_PREFIX):
             station = topic[len(ACCEPTED_PREFIX) :]
             if not is_station_id(station) or station not in self.registry:
-                return None
-            try:
-                entry = LatestEntry.model_validate_json(payload)
+                return []
+            try:  # one station's entries of one write (an array), or a single entry
+                entries = decode_entries(payload)
             except ValidationError:
-                logger.debug("live feed: not a latest entry on %s", topic)
-                return None
-            if entry.station != station:
-                return None
-            return _Item("reading", StationId(station), reading_event_data(entry))
+                logger.debug("live feed: not latest entries on %s", topic)
+                return []
+            return [
+                _Item("reading", StationId(station), reading_event_data(entry))
+                for entry in entries
+                if entry.station == station
+            ]
         parsed = parse_station_topic(topic)
         if parsed is None or parsed[1] != "status" or parsed[0] not in self.registry:
-            return None
+            return []
         data = status_event_data(parsed[0], payload)
-        return None if data is None else _Item("status", parsed[0], data)
+        return [] if data is None else [_Item("status", parsed[0], data)]
 
     # --- the event loop --------------------------------------------------------------------
 

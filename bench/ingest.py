@@ -37,6 +37,8 @@ from sensors.validation import AcceptedReading
 # Ten values per reading: every parameter but UV and PM1.
 PARAMS = [p for p in ALL_PARAMETERS if p not in ("uv_index", "pm1")]
 STATIONS = 100
+UNACKED_MAX = 10_000
+STALL_S = 15.0  # no new point for this long: the rest was lost (reported, not waited for)
 
 
 def make_readings(
@@ -66,6 +68,9 @@ def _publisher(port: int, messages: list[tuple[str, bytes]], started: Any, rate:
     infos = []
     for index, (topic, payload) in enumerate(messages):
         infos.append(client.publish(topic, payload, qos=1))
+        if index >= UNACKED_MAX:  # paho's 16-bit message ids: keep fewer than 65,535 pending
+            infos[index - UNACKED_MAX].wait_for_publish(120)
+
         if rate:
             ahead = started.value + (index + 1) / rate - time.time()
             if ahead > 0:
@@ -125,12 +130,16 @@ def run_ingester(
     deadline = time.time() + 600
     n = len(messages)
     stored = 0
-    while time.time() < deadline:
-        stored = count(influx, db)
+    finished = progressed = time.time()
+    while time.time() < deadline and time.time() - progressed < STALL_S:
+        now_stored = count(influx, db)
+        if now_stored > stored:
+            stored, finished = now_stored, time.time()
+            progressed = finished
         if stored >= n:
             break
         time.sleep(0.2)
-    finished = time.time()
+
     publisher.join(60)
     ingester.stop()
     return n / (finished - started.value), stored

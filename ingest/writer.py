@@ -33,7 +33,7 @@ from ingest.seqtrack import SeqTracker
 from ingest.spool import Spool
 from sensors import schema
 from sensors.models import format_ts
-from sensors.outbound import LatestEntry
+from sensors.outbound import LatestEntryData, encode_entries
 from sensors.qc import GOOD, HISTORY_NS, QcResult, StationHistory, judge_values
 from sensors.registry import StationRegistry
 from sensors.schema import QcFlag, QuarantineReason
@@ -45,6 +45,10 @@ RETRY_MIN_S: Final = 0.5
 RETRY_MAX_S: Final = 5.0  # /ping probes are cheap; recover within seconds
 DRAIN_RECORDS_PER_TURN: Final = 8
 RECOVERY_AHEAD_NS: Final = 3600 * 1_000_000_000
+# Accepted readings re-published per message: ~300 B each, so a message stays far below the
+# broker's max_packet_size (a larger one would get the ingester disconnected).
+ENTRIES_PER_MESSAGE: Final = 200
+
 
 Acker = Callable[[int, int], None]
 Publisher = Callable[[str, bytes], None]
@@ -55,7 +59,8 @@ ClearSky = Callable[[float, float, float, int], float]
 class _Batch:
     deliveries: list[Delivery] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
-    entries: list[LatestEntry] = field(default_factory=list)
+    entries: dict[str, list[LatestEntryData]] = field(default_factory=dict)
+
     readings: int = 0
     values: int = 0
 
@@ -172,9 +177,11 @@ class Writer(threading.Thread):
         self.stats.acked += len(batch.deliveries)
         self.stats.readings_stored += batch.readings
         self.stats.values_stored += batch.values
-        if self.publish is not None:
-            for entry in batch.entries:
-                self.publish(entry.station, entry.model_dump_json().encode())
+        if self.publish is not None:  # one message per station per batch, not per reading
+            for station_id, entries in batch.entries.items():
+                for start in range(0, len(entries), ENTRIES_PER_MESSAGE):
+                    chunk = entries[start : start + ENTRIES_PER_MESSAGE]
+                    self.publish(station_id, encode_entries(chunk))
 
     # -- judging -------------------------------------------------------------------------------
     def _prepare(self, delivery: Delivery, batch: _Batch) -> None:
@@ -202,16 +209,18 @@ class Writer(threading.Thread):
             if reading.seq is not None:
                 self.seq.observe(reading.station_id, reading.seq)
             if self.publish is not None:
-                batch.entries.append(
-                    LatestEntry(
-                        station=reading.station_id,
-                        ts=format_ts(reading.ts_ns),
-                        values=reading.values,
-                        qc={p: r.flag for p, r in qc.items()},
-                        checks={p: r.check for p, r in qc.items() if r.flag is QcFlag.SUSPECT},
-                        seq=reading.seq,
-                    )
-                )
+                entry: LatestEntryData = {
+                    "station": reading.station_id,
+                    "ts": format_ts(reading.ts_ns),
+                    "values": reading.values,
+                    "qc": {p: r.flag.value for p, r in qc.items()},
+                    "seq": reading.seq,
+                }
+                checks = {p: r.check for p, r in qc.items() if r.flag is QcFlag.SUSPECT}
+                if checks:
+                    entry["checks"] = checks
+                batch.entries.setdefault(reading.station_id, []).append(entry)
+
         self.stats.seq_gaps = self.seq.gaps_total
         self.stats.seq_missing = self.seq.missing
         self.stats.duplicates_seen = self.seq.duplicates

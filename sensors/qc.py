@@ -31,6 +31,8 @@ NS_PER_MIN: Final = 60_000_000_000
 STEP_WINDOW_NS: Final = 10 * NS_PER_MIN  # after a longer gap a large change is expected
 # History kept per parameter: the longest persistence limit (6 h) plus a margin.
 HISTORY_NS: Final = 370 * NS_PER_MIN
+TRIM_SLACK_NS: Final = 10 * NS_PER_MIN
+
 RAIN_MIN_RH: Final = 40.0  # issue 4: rain reported with RH below 40 % is doubtful
 # Cloud-edge enhancement can push global radiation ~30 % above clear sky for minutes
 # (Gueymard 2017, "Cloud and albedo enhancement impacts on solar irradiance"), so the margin is
@@ -64,10 +66,12 @@ class _Series:
         self.values.insert(index, value)
 
     def trim(self, before_ns: int) -> None:
+        # Trim in steps of TRIM_SLACK_NS, not on every add: one comparison per reading.
+        if not self.ts or self.ts[0] >= before_ns - TRIM_SLACK_NS:
+            return
         cut = bisect.bisect_left(self.ts, before_ns)
-        if cut:
-            del self.ts[:cut]
-            del self.values[:cut]
+        del self.ts[:cut]
+        del self.values[:cut]
 
 
 @dataclass(slots=True)

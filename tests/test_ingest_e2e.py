@@ -198,7 +198,8 @@ def test_status_and_accepted_republish(settings, broker, ingester_factory):
         json.dumps({"ts": now, "seq": 9, "values": {"air_temperature": 12.5}}),
     )
     out, _ = sub.communicate(timeout=25)
-    entry = json.loads(out)
+    [entry] = json.loads(out)  # one station's accepted readings of one write, as an array
+
     assert entry["station"] == "mandra-01"
     assert entry["values"] == {"air_temperature": 12.5}
     assert entry["qc"] == {"air_temperature": "good"}
