@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +21,7 @@ import numpy as np
 import uvicorn
 
 from api.app import create_app
+from api.live import LiveFeed
 from ingest.lineproto import format_point
 from meltemi.services import InfluxDB, free_port
 from sensors import schema
@@ -144,8 +145,13 @@ def base_settings(influx: InfluxDB, broker_port: int, tmp: Path) -> Settings:
 class ApiThread:
     """The API (create_app) under uvicorn in a thread, on a free port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, configure: Callable[[LiveFeed], None] | None = None
+    ) -> None:
         self.app = create_app(settings)
+        self.feed: LiveFeed = self.app.state.live_feed
+        if configure is not None:  # e.g. a short heartbeat for the stream tests
+            configure(self.feed)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -164,10 +170,12 @@ class ApiThread:
         """GET a path of the API."""
         return self.client.get(path, params=params or None)
 
-    def start(self) -> ApiThread:
-        """Start serving; return once uvicorn has started."""
+    def start(self, wait_feed: bool = False) -> ApiThread:
+        """Start serving; return once uvicorn has started (and the live feed has subscribed)."""
         self.thread.start()
         wait_for(lambda: self.server.started, 20, message="uvicorn started")
+        if wait_feed:
+            wait_for(lambda: self.feed.connected, 20, message="live feed subscribed")
         return self
 
     def close(self) -> None:
@@ -179,11 +187,15 @@ class ApiThread:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[ApiThread]:
+def serve(
+    settings: Settings,
+    configure: Callable[[LiveFeed], None] | None = None,
+    wait_feed: bool = False,
+) -> Iterator[ApiThread]:
     """Run the API for the duration of a ``with`` block."""
-    server = ApiThread(settings)
+    server = ApiThread(settings, configure)
     try:
-        yield server.start()
+        yield server.start(wait_feed)
     finally:
         server.close()
 

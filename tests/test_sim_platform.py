@@ -111,9 +111,15 @@ def test_faults_are_flagged_or_quarantined_exactly_and_the_rest_stored(
         "SELECT air_temperature, air_temperature_qc, air_temperature_check "
         "FROM readings WHERE station = 'plat-spike'",
     )
+    # CONTRACT §4 compares with the station's previous value, so the spike fails the step test
+    # on its way up and the next reading on the way back down; nothing else is suspect.
+    spike_ns = parse_ts_ns(str(spike["ts"]))
+    after_ns = min(r["time"] for r in rows if r["time"] > spike_ns)
     suspects = [r for r in rows if r["air_temperature_qc"] == "suspect"]
     assert [(r["time"], r["air_temperature_check"]) for r in suspects] == [
-        (parse_ts_ns(str(spike["ts"])), "step")
+        (spike_ns, "step"),
+        (after_ns, "step"),
+
     ]
     healthy = influx_rows(
         settings.influx_url,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,64 +13,28 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
-from api.app import create_app
 from api.live import LiveFeed, StreamHub, StreamLimitReached
-from meltemi.services import free_port
 from sensors.derived import compute_derived
 from sensors.settings import Settings
 from sensors.topics import StationId, accepted_topic, status_topic
+from tests.api_fixtures import ApiThread, serve
 from tests.helpers import mosquitto_pub, wait_for
 
 HEARTBEAT_S = 0.3  # short, so that the tests see heartbeats and notice closed clients quickly
 
 
-class ApiServer:
-    """The API (create_app) under uvicorn in a thread, on a free port; stopped in ``close``."""
-
-    def __init__(self, settings: Settings, configure: Callable[[LiveFeed], None] | None = None):
-        self.app = create_app(settings)
-        self.feed: LiveFeed = self.app.state.live_feed
-        if configure is not None:
-            configure(self.feed)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
-
-    def start(self) -> ApiServer:
-        """Start serving; return once uvicorn has started and the feed has subscribed."""
-        self.thread.start()
-        wait_for(lambda: self.server.started, 20, message="uvicorn started")
-        wait_for(lambda: self.feed.connected, 20, message="live feed subscribed")
-        return self
-
-    def close(self) -> None:
-        """Ask uvicorn to exit and wait for the thread."""
-        self.server.should_exit = True
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
+# The stream tests wait until the API's live feed has subscribed before publishing.
+ApiServer = ApiThread
 
 
 @contextmanager
 def serve_api(
     settings: Settings, configure: Callable[[LiveFeed], None] | None = None
-) -> Iterator[ApiServer]:
-    """Run the API for the duration of a ``with`` block."""
-    server = ApiServer(settings, configure)
-    try:
-        yield server.start()
-    finally:
-        server.close()
+) -> Iterator[ApiThread]:
+    """Run the API for the duration of a ``with`` block, its live feed subscribed."""
+    with serve(settings, configure, wait_feed=True) as server:
+        yield server
 
 
 class SseStream:
