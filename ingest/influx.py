@@ -45,6 +45,7 @@ class InfluxWriter:
     def __init__(self, settings: Settings) -> None:
         self.db = settings.influx_db
         self.is_v1_server = settings.influx_token is None
+        self._base_url = settings.influx_url.rstrip("/")
         self._client = httpx.Client(
             base_url=settings.influx_url.rstrip("/"),
             headers=auth_headers(settings),
@@ -58,10 +59,11 @@ class InfluxWriter:
         """Close the connection pool."""
         self._client.close()
 
-    def ping(self, timeout_s: float = 2.0) -> bool:
-        """Return True when InfluxDB answers ``/ping`` quickly."""
+    def probe(self, timeout_s: float = 2.0) -> bool:
+        """Return True when InfluxDB answers ``/ping`` quickly (on a connection of its own, so
+        another thread may probe while the writer's client is in use)."""
         try:
-            return self._client.get("/ping", timeout=timeout_s).status_code == 204
+            return httpx.get(f"{self._base_url}/ping", timeout=timeout_s).status_code == 204
         except httpx.HTTPError:
             return False
 

@@ -103,8 +103,10 @@ class Writer(threading.Thread):
         self._clock = UniqueClock()
         self._histories: dict[str, StationHistory] = {}
         self._recovered: set[str] = set()
-        self._next_drain = 0.0
-        self._retry_s = RETRY_MIN_S
+        # Cleared while InfluxDB is away; the prober thread sets it when /ping answers again.
+        self._reachable = threading.Event()
+        self._reachable.set()
+        self._prober: threading.Thread | None = None
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
         self.stats.spool_depth = spool.depth_lines
         self.stats.spool_torn_records = spool.torn_records
@@ -143,7 +145,7 @@ class Writer(threading.Thread):
         batch = _Batch()
         try:
             # While a spool is draining, do not idle between turns.
-            draining = bool(self.spool) and time.monotonic() >= self._next_drain
+            draining = bool(self.spool) and self._reachable.is_set()
             first = self.deliveries.get(timeout=0.0 if draining else 0.1)
 
         except queue.Empty:
@@ -257,7 +259,7 @@ class Writer(threading.Thread):
 
     def _history(self, station_id: str, ts_ns: int) -> StationHistory:
         history = self._histories.setdefault(station_id, StationHistory())
-        if station_id not in self._recovered and not self.spool:
+        if station_id not in self._recovered and not self.spool and self._reachable.is_set():
             self._recover(station_id, ts_ns, history)
         return history
 
@@ -300,9 +302,8 @@ class Writer(threading.Thread):
         try:
             self._write_isolating(lines)
         except StorageUnavailable as exc:
-            logger.warning("InfluxDB unavailable (%s): spooling %d lines", exc, len(lines))
             self._spool(lines)
-            self._next_drain = time.monotonic() + self._retry_s
+            self._lost_influx(str(exc))
 
     def _spool(self, lines: list[str]) -> None:
         self.spool.append(lines)
@@ -310,11 +311,8 @@ class Writer(threading.Thread):
         self.stats.spool_depth = self.spool.depth_lines
 
     def _drain_some(self) -> None:
-        if not self.spool or time.monotonic() < self._next_drain:
-            return
-        if not self.influx.ping():
-            self._back_off("InfluxDB does not answer /ping")
-            return
+        if not self.spool or not self._reachable.is_set():
+            return  # never wait on a hung InfluxDB here: the prober thread tells us
         for _ in range(DRAIN_RECORDS_PER_TURN):
             if not self.spool:
                 break
@@ -323,20 +321,36 @@ class Writer(threading.Thread):
             try:
                 self._write_isolating(lines)
             except StorageUnavailable as exc:
-                self._back_off(str(exc))
+                self._lost_influx(str(exc))
                 return
             for _ in range(records):
                 self.spool.pop()
             self.stats.spool_depth = self.spool.depth_lines
-        self._retry_s = RETRY_MIN_S
-
         if not self.spool:
             logger.info("spool drained")
 
-    def _back_off(self, why: str) -> None:
-        logger.warning("spool drain deferred %.1f s: %s", self._retry_s, why)
-        self._next_drain = time.monotonic() + self._retry_s
-        self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+    def _lost_influx(self, why: str) -> None:
+        """Stop writing to InfluxDB until the prober thread sees it answer again."""
+        self._reachable.clear()
+        if self._prober is None or not self._prober.is_alive():
+            logger.warning("InfluxDB unavailable (%s): spooling until /ping answers", why)
+            self._prober = threading.Thread(
+                target=self._probe, name="meltemi-influx-probe", daemon=True
+            )
+            self._prober.start()
+
+    def _probe(self) -> None:
+        """Ping InfluxDB with back-off (on its own connection) until it answers."""
+        delay = RETRY_MIN_S
+        while not self.stop_event.is_set():
+            if self.influx.probe():
+                logger.info(
+                    "InfluxDB answers again: draining %d spooled lines", self.spool.depth_lines
+                )
+                self._reachable.set()
+                return
+            self.stop_event.wait(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     def _write(self, lines: list[str]) -> None:
         self.stats.write_attempts += 1
