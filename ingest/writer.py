@@ -279,7 +279,9 @@ class Writer(threading.Thread):
             series = self.influx.query(q)
         except StorageUnavailable as exc:
             logger.warning("QC history of %s not recovered (%s); will retry", station_id, exc)
+            self._lost_influx(str(exc))  # and stop waiting on InfluxDB until it answers
             return
+
         loaded = 0
         for serie in series:
             names = serie["columns"]
@@ -296,7 +298,8 @@ class Writer(threading.Thread):
 
     # -- storing -------------------------------------------------------------------------------
     def _store(self, lines: list[str]) -> None:
-        if self.spool:
+        if self.spool or not self._reachable.is_set():
+
             self._spool(lines)
             return
         try:

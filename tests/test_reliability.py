@@ -512,3 +512,35 @@ def test_r11_shared_subscription_scale_out(rbroker, influx, tmp_path, ingester_f
     assert set(processed) == {"ingest-a", "ingest-b"}
     assert all(count > 0 for count in processed.values())
     assert first.sessions_present() == [False]
+
+
+@pytest.mark.timeout(180)
+def test_r3_hang_from_the_start_waits_on_influxdb_at_most_once(
+    broker, fresh_influx, tmp_path, ingester_factory
+):
+    """With InfluxDB hung before any data, 30 stations never seen before: the first request
+    times out, and from then on the ingester spools without asking InfluxDB again (a prober
+    thread watches /ping), instead of waiting out a timeout per station's QC recovery."""
+    from tests.test_sim_firmware import write_registry
+
+    ids = [f"hang-{k:02d}" for k in range(30)]
+    registry = write_registry(tmp_path / "stations.toml", ids)
+    settings = make_settings(broker, fresh_influx, tmp_path, influx_timeout_s=1.0)
+    settings = settings.model_copy(update={"stations_file": registry})
+    ingester = ingester_factory(settings)
+    fresh_influx.signal(signal.SIGSTOP)
+    try:
+        messages = reading_messages(ids, per_station=20, end_s=int(time.time()))
+        assert publish_all(broker.port, messages) == 600
+        wait_for(lambda: ingester.metric("meltemi_ingest_acked_total") == 600, timeout_s=60)
+        log = ingester.process.log_text()
+        assert (
+            log.count("not recovered") + ingester.metric("meltemi_ingest_write_attempts_total") <= 2
+        )
+        assert log.count("spooling until /ping answers") == 1
+        assert ingester.metric("meltemi_ingest_spool_depth") >= 600
+    finally:
+        fresh_influx.signal(signal.SIGCONT)
+    wait_for(lambda: stored(settings) == 600, timeout_s=60)
+    wait_for(lambda: ingester.metric("meltemi_ingest_spool_depth") == 0, timeout_s=30)
+    assert_each_reading_once(settings, 20, ids)
