@@ -299,7 +299,6 @@ class Writer(threading.Thread):
     # -- storing -------------------------------------------------------------------------------
     def _store(self, lines: list[str]) -> None:
         if self.spool or not self._reachable.is_set():
-
             self._spool(lines)
             return
         try:

@@ -119,7 +119,6 @@ def test_faults_are_flagged_or_quarantined_exactly_and_the_rest_stored(
     assert [(r["time"], r["air_temperature_check"]) for r in suspects] == [
         (spike_ns, "step"),
         (after_ns, "step"),
-
     ]
     healthy = influx_rows(
         settings.influx_url,
