@@ -142,7 +142,8 @@ def test_outage_of_60s_loses_nothing_and_keeps_order(fresh_broker: Mosquitto, tm
     assert all(len(json.loads(p)) <= 500 for p in replayed)
 
 
-def test_last_will_fires_when_the_process_is_killed(broker: Mosquitto, tmp_path: Path):
+def test_last_will_fires_when_the_process_is_killed(fresh_broker: Mosquitto, tmp_path: Path):
+    broker = fresh_broker  # retained statuses stay off the shared broker
     registry = write_registry(tmp_path / "reg.toml", ["simtest-will"])
     settings = Settings(mqtt_port=broker.port, data_dir=tmp_path / "var", stations_file=registry)
     collector = Collector(broker.port, "stations/simtest-will/status")
@@ -167,7 +168,8 @@ def test_last_will_fires_when_the_process_is_killed(broker: Mosquitto, tmp_path:
         collector.close()
 
 
-def test_clean_stop_says_offline_and_seq_and_backfill_continue(broker: Mosquitto, tmp_path):
+def test_clean_stop_says_offline_and_seq_and_backfill_continue(fresh_broker: Mosquitto, tmp_path):
+    broker = fresh_broker  # retained statuses stay off the shared broker
     registry = write_registry(tmp_path / "reg.toml", ["simtest-restart"])
     settings = Settings(mqtt_port=broker.port, data_dir=tmp_path / "var", stations_file=registry)
     collector = Collector(broker.port, "stations/simtest-restart/#")
@@ -253,7 +255,8 @@ duration_s = 6
 """
 
 
-def test_each_fault_kind_does_what_it_promises(broker: Mosquitto, tmp_path: Path):
+def test_each_fault_kind_does_what_it_promises(fresh_broker: Mosquitto, tmp_path: Path):
+    broker = fresh_broker  # retained statuses stay off the shared broker
     kinds = ["spike", "stick", "drift", "dropout", "range", "nan", "json", "clock", "silent"]
     ids = [f"simtest-{k}" for k in kinds] + ["simtest-healthy"]
     registry_path = write_registry(tmp_path / "reg.toml", ids)
