@@ -12,15 +12,15 @@ literal at a newline, so no escaping can make one safe.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final, NewType
 
 from sensors import schema
 from sensors.catalog import PARAMETER_IDS
+from sensors.quoting import influxql_identifier, influxql_string
 
 # A fragment of InfluxQL built by this module (or from its output); never raw client text.
 InfluxQL = NewType("InfluxQL", str)
-
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 # Every identifier a query may name: measurements, the station tag, and the fields of the
 # stored schema (sensors.schema). Anything else is a bug, not input.
@@ -43,23 +43,23 @@ class UnsafeQueryPart(ValueError):
     """A value was about to enter InfluxQL that the whitelist or the escaper refuses."""
 
 
-def _refuse_controls(value: str) -> None:
-    if _CONTROL.search(value):
-        raise UnsafeQueryPart("control character in a query part")
+def _quoted(quote: Callable[[str], str], value: str) -> InfluxQL:
+    try:
+        return InfluxQL(quote(value))
+    except ValueError as exc:  # a control character: no escaping makes it safe
+        raise UnsafeQueryPart(str(exc)) from exc
 
 
 def quote_string(value: str) -> InfluxQL:
     """Return ``value`` as a single-quoted InfluxQL string literal (backslash, then quote)."""
-    _refuse_controls(value)
-    return InfluxQL("'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'")
+    return _quoted(influxql_string, value)
 
 
 def quote_identifier(name: str) -> InfluxQL:
     """Return a whitelisted name double-quoted; raise UnsafeQueryPart for any other name."""
     if name not in ALLOWED_IDENTIFIERS and name not in ALIASES:
         raise UnsafeQueryPart(f"identifier {name[:64]!r} is not in the schema whitelist")
-    _refuse_controls(name)
-    return InfluxQL('"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return _quoted(influxql_identifier, name)
 
 
 def time_literal(ts_ns: int) -> InfluxQL:

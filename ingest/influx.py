@@ -14,6 +14,7 @@ from typing import Any, Final
 import httpx
 
 from ingest.errors import StorageRejected, StorageUnavailable
+from sensors.quoting import influxql_identifier
 from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class InfluxWriter:
         """Create the database on InfluxDB 1.x (idempotent); 2.x/3.x buckets are provisioned."""
         if not self.is_v1_server:
             return
-        name = '"' + self.db.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        name = influxql_identifier(self.db)
         try:
             response = self._client.post("/query", data={"q": f"CREATE DATABASE {name}"})
         except httpx.HTTPError as exc:

@@ -79,11 +79,6 @@ class IngestStats:
             fields[f"quarantined_{reason.value}"] = self.quarantined[reason.value]
         return fields
 
-    @property
-    def quarantined_total(self) -> int:
-        """Return the number of quarantine records written."""
-        return sum(self.quarantined.values())
-
 
 class StatsCollector(Collector):
     """Exposes IngestStats as Prometheus metrics (``meltemi_ingest_*``)."""

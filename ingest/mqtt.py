@@ -60,8 +60,6 @@ class MqttIntake:
         self.limits = Limits(settings.future_tolerance_s, settings.backfill_horizon_days * 86_400)
         self.filters = subscription_filters(settings.ingest_shared_group)
         self.accepting = True
-        self.connected = threading.Event()
-        self.sessions_present: list[bool] = []
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
@@ -130,7 +128,6 @@ class MqttIntake:
             logger.error("MQTT connection refused: %s", reason_code)
             return
         self.stats.mqtt_connects += 1
-        self.sessions_present.append(bool(flags.session_present))
         logger.info(
             "connected to %s:%d as %s (session present: %s)",
             self.settings.mqtt_host,
@@ -139,7 +136,6 @@ class MqttIntake:
             flags.session_present,
         )
         client.subscribe([(f, 1) for f in self.filters])
-        self.connected.set()
 
     def _on_subscribe(
         self,
@@ -164,7 +160,6 @@ class MqttIntake:
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        self.connected.clear()
         self.subscribed.clear()
 
         if self.accepting:

@@ -25,7 +25,6 @@ class SeqTracker:
         self._stations: dict[str, _StationSeq] = {}
         self.gaps_total = 0
         self.duplicates = 0
-        self.filled = 0
         self.missing = 0  # seq numbers still missing across all stations (tracked ones)
 
     def observe(self, station_id: str, seq: int) -> None:
@@ -45,6 +44,5 @@ class SeqTracker:
         elif seq in state.missing:
             state.missing.discard(seq)
             self.missing -= 1
-            self.filled += 1
         else:
             self.duplicates += 1

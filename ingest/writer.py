@@ -35,6 +35,7 @@ from sensors import schema
 from sensors.models import format_ts
 from sensors.outbound import LatestEntryData, encode_entries
 from sensors.qc import GOOD, HISTORY_NS, QcResult, StationHistory, judge_values
+from sensors.quoting import influxql_identifier, influxql_string
 from sensors.registry import StationRegistry
 from sensors.schema import QcFlag, QuarantineReason
 
@@ -98,7 +99,6 @@ class Writer(threading.Thread):
         self.qc_enabled = qc
         self.clear_sky = clear_sky
         self.stop_event = threading.Event()
-        self.idle = threading.Event()
         self.seq = SeqTracker()
         self._clock = UniqueClock()
         self._histories: dict[str, StationHistory] = {}
@@ -149,9 +149,7 @@ class Writer(threading.Thread):
             first = self.deliveries.get(timeout=0.0 if draining else 0.1)
 
         except queue.Empty:
-            self.idle.set()
             return batch
-        self.idle.clear()
         batch.deliveries.append(first)
         deadline = time.monotonic() + self.linger_s
         size = len(first.payload) // 200 + 1
@@ -268,12 +266,11 @@ class Writer(threading.Thread):
         station = self.registry.get(station_id)
         if station is None:
             return
-        columns = ", ".join(f'"{p}"' for p in station.parameters)
-        quoted = station_id.replace("\\", "\\\\").replace("'", "\\'")
+        columns = ", ".join(influxql_identifier(p) for p in station.parameters)
         q = (
-            f'SELECT {columns} FROM "{schema.READINGS}" WHERE "{schema.STATION_TAG}" = '
-            f"'{quoted}' AND time >= {ts_ns - HISTORY_NS} AND time < "
-            f"{ts_ns + RECOVERY_AHEAD_NS}"
+            f"SELECT {columns} FROM {influxql_identifier(schema.READINGS)} "
+            f"WHERE {influxql_identifier(schema.STATION_TAG)} = {influxql_string(station_id)} "
+            f"AND time >= {ts_ns - HISTORY_NS} AND time < {ts_ns + RECOVERY_AHEAD_NS}"
         )
         try:
             series = self.influx.query(q)

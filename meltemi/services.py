@@ -16,12 +16,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import IO, Final
 
 import httpx
+
+from sensors.quoting import influxql_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +153,8 @@ class ManagedProcess:
         except FileNotFoundError:
             return ""
 
-    def wait_until(self, ready: object, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Poll ``ready()`` until True; raise ServiceError (with the log tail) if it never is."""
-        assert callable(ready)
+    def wait_until(self, ready: Callable[[], object], timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Poll ``ready()`` until true; raise ServiceError (with the log tail) if it never is."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.running():
@@ -283,7 +284,6 @@ class InfluxDB(ManagedProcess):
             "influxd",
             [binary, "-config", str(conf)],
             data_dir / "influxd.log",
-            env={**os.environ, "INFLUXDB_DATA_QUERY_LOG_ENABLED": str(query_log)},
         )
 
     def _ping(self) -> bool:
@@ -299,7 +299,7 @@ class InfluxDB(ManagedProcess):
 
     def create_database(self, name: str, auth: tuple[str, str] | None = None) -> None:
         """Create a database (idempotent on 1.x)."""
-        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        quoted = influxql_identifier(name)
         response = httpx.post(
             f"{self.url}/query", data={"q": f"CREATE DATABASE {quoted}"}, auth=auth, timeout=10.0
         )
