@@ -207,3 +207,16 @@ def query_log_count(influx: InfluxDB, marker: str) -> int:
         for line in influx.log_text().splitlines()
         if 'msg="Executing query"' in line and marker in line
     )
+
+
+# Tests of the live feed wait until the API's live feed has subscribed before publishing.
+ApiServer = ApiThread
+
+
+@contextmanager
+def serve_api(
+    settings: Settings, configure: Callable[[LiveFeed], None] | None = None
+) -> Iterator[ApiThread]:
+    """Run the API for the duration of a ``with`` block, its live feed subscribed."""
+    with serve(settings, configure, wait_feed=True) as server:
+        yield server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -206,3 +207,20 @@ def reading_messages(
             }
             messages.append((f"stations/{station}/readings", json.dumps(body).encode()))
     return messages
+
+
+ALL = (
+    '["air_temperature", "relative_humidity", "air_pressure", "wind_speed", "wind_gust", '
+    '"wind_direction", "precipitation", "solar_radiation", "uv_index", "pm1", "pm2_5", "pm10"]'
+)
+
+
+def write_registry(path: Path, ids: list[str]) -> Path:
+    """Write a registry of test stations with every parameter; return its path."""
+    tables = [
+        f'[[station]]\nid = "{sid}"\nname = "Test {k}"\nmunicipality = "Elefsina"\n'
+        f"lat = {38.04 + k * 0.003:.4f}\nlon = 23.54\nelevation_m = 10\nparameters = {ALL}\n"
+        for k, sid in enumerate(ids)
+    ]
+    path.write_text("\n".join(tables))
+    return path

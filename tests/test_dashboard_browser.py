@@ -26,8 +26,8 @@ from sensors.registry import load_registry
 from sensors.schema import READINGS, STATION_TAG, qc_field
 from sensors.settings import Settings
 from sensors.topics import readings_topic
+from tests.api_fixtures import ApiServer, serve_api
 from tests.helpers import mosquitto_pub, write_lines
-from tests.test_stream import ApiServer, serve_api
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect

@@ -521,7 +521,7 @@ def test_r3_hang_from_the_start_waits_on_influxdb_at_most_once(
     """With InfluxDB hung before any data, 30 stations never seen before: the first request
     times out, and from then on the ingester spools without asking InfluxDB again (a prober
     thread watches /ping), instead of waiting out a timeout per station's QC recovery."""
-    from tests.test_sim_firmware import write_registry
+    from tests.helpers import write_registry
 
     ids = [f"hang-{k:02d}" for k in range(30)]
     registry = write_registry(tmp_path / "stations.toml", ids)

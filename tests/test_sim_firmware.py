@@ -26,22 +26,7 @@ from sensors.schema import QuarantineReason
 from sensors.settings import Settings
 from sensors.topics import StationId
 from sensors.validation import Limits, judge_readings_message
-from tests.helpers import settings_env, wait_for
-
-ALL = (
-    '["air_temperature", "relative_humidity", "air_pressure", "wind_speed", "wind_gust", '
-    '"wind_direction", "precipitation", "solar_radiation", "uv_index", "pm1", "pm2_5", "pm10"]'
-)
-
-
-def write_registry(path: Path, ids: list[str]) -> Path:
-    tables = [
-        f'[[station]]\nid = "{sid}"\nname = "Test {k}"\nmunicipality = "Elefsina"\n'
-        f"lat = {38.04 + k * 0.003:.4f}\nlon = 23.54\nelevation_m = 10\nparameters = {ALL}\n"
-        for k, sid in enumerate(ids)
-    ]
-    path.write_text("\n".join(tables))
-    return path
+from tests.helpers import settings_env, wait_for, write_registry
 
 
 class Collector:

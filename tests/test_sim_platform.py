@@ -12,8 +12,7 @@ from firmware_sim.runner import RunOptions, StationNetwork
 
 from sensors.models import parse_ts_ns
 from sensors.registry import load_registry
-from tests.helpers import influx_count, influx_rows, wait_for
-from tests.test_sim_firmware import write_registry
+from tests.helpers import influx_count, influx_rows, wait_for, write_registry
 
 FAULTS = """
 [[fault]]

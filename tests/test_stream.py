@@ -18,23 +18,10 @@ from api.live import LiveFeed, StreamHub, StreamLimitReached
 from sensors.derived import compute_derived
 from sensors.settings import Settings
 from sensors.topics import StationId, accepted_topic, status_topic
-from tests.api_fixtures import ApiThread, serve
+from tests.api_fixtures import ApiServer, serve_api
 from tests.helpers import mosquitto_pub, wait_for
 
 HEARTBEAT_S = 0.3  # short, so that the tests see heartbeats and notice closed clients quickly
-
-
-# The stream tests wait until the API's live feed has subscribed before publishing.
-ApiServer = ApiThread
-
-
-@contextmanager
-def serve_api(
-    settings: Settings, configure: Callable[[LiveFeed], None] | None = None
-) -> Iterator[ApiThread]:
-    """Run the API for the duration of a ``with`` block, its live feed subscribed."""
-    with serve(settings, configure, wait_feed=True) as server:
-        yield server
 
 
 class SseStream:
