@@ -14,7 +14,7 @@ import pytest
 
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors.settings import Settings
-from tests.helpers import prometheus_value, settings_env
+from tests.helpers import prometheus_value, settings_env, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -134,6 +134,18 @@ class IngesterProcess:
     def metric(self, name: str, labels: str = "") -> float:
         """Return one of its metrics."""
         return prometheus_value(self.metrics(), name, labels)
+
+    def wait_idle(self, timeout_s: float = 30) -> None:
+        """Wait until nothing is in flight and no message arrived between two looks at /metrics."""
+        seen: list[float] = []
+
+        def idle() -> bool:
+            received = self.metric("meltemi_ingest_messages_received_total")
+            quiet = self.metric("meltemi_ingest_in_flight") == 0 and seen[-1:] == [received]
+            seen.append(received)
+            return quiet
+
+        wait_for(idle, timeout_s=timeout_s, interval_s=0.25, message=f"{self.process.name} idle")
 
     def kill(self) -> None:
         """SIGKILL: a crash at an arbitrary moment."""

@@ -165,13 +165,15 @@ def ingester_is_idle(settings, received: int) -> bool:
     return bool(rows) and rows[0]["last"] >= received
 
 
+# -d prints the client's packets, line-buffered by stdbuf since stdout is a pipe.
+MOSQUITTO_SUB_DEBUG = ("stdbuf", "-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1")
+
+
 def test_status_and_accepted_republish(settings, broker, ingester_factory):
     ingester_factory(settings)
     sub = subprocess.Popen(
         [
-            "mosquitto_sub",
-            "-h",
-            "127.0.0.1",
+            *MOSQUITTO_SUB_DEBUG,
             "-p",
             str(broker.port),
             "-t",
@@ -182,8 +184,13 @@ def test_status_and_accepted_republish(settings, broker, ingester_factory):
             "20",
         ],
         stdout=subprocess.PIPE,
+        text=True,
     )
-    time.sleep(0.3)  # mosquitto_sub subscribes before the reading is published
+    assert sub.stdout is not None
+    # Publish only once the broker has granted the subscription.
+    for line in sub.stdout:
+        if line.startswith("Subscribed (mid"):
+            break
     mosquitto_pub(
         broker.port,
         "stations/mandra-01/status",
@@ -198,7 +205,8 @@ def test_status_and_accepted_republish(settings, broker, ingester_factory):
         json.dumps({"ts": now, "seq": 9, "values": {"air_temperature": 12.5}}),
     )
     out, _ = sub.communicate(timeout=25)
-    [entry] = json.loads(out)  # one station's accepted readings of one write, as an array
+    [payload] = [line for line in out.splitlines() if line.startswith("[")]
+    [entry] = json.loads(payload)  # one station's accepted readings of one write, as an array
 
     assert entry["station"] == "mandra-01"
     assert entry["values"] == {"air_temperature": 12.5}
@@ -239,7 +247,7 @@ def test_sigkill_while_readings_keep_arriving_loses_and_doubles_nothing(
     publisher.join(timeout=120)
     assert acked == [len(messages)]
     wait_for(lambda: stored(settings) >= len(messages), timeout_s=60)
-    time.sleep(1.0)  # anything still in flight would show up as an extra point now
+    ingester.wait_idle()  # anything still in flight would show up as an extra point now
     assert stored(settings) == 3000
     series = influx_rows(
         settings.influx_url,

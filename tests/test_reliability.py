@@ -24,6 +24,7 @@ from ingest.spool import Spool
 from meltemi.services import InfluxDB, Mosquitto
 from sensors.registry import load_registry
 from sensors.settings import Settings
+from tests.conftest import IngesterProcess
 from tests.helpers import (
     influx_count,
     influx_query,
@@ -110,12 +111,15 @@ class Stream:
         )
         self.thread.start()
 
-    def finish(self, settings: Settings, timeout_s: float = 120) -> None:
-        """Wait for the publisher and the ingester; assert every reading is stored once."""
+    def finish(
+        self, settings: Settings, *ingesters: IngesterProcess, timeout_s: float = 120
+    ) -> None:
+        """Wait for the publisher and the ingesters; assert every reading is stored once."""
         self.thread.join(timeout_s)
         assert self.acked == [N]
         wait_for(lambda: stored(settings) >= N, timeout_s=timeout_s)
-        time.sleep(0.5)  # anything still in flight would show up as an extra point now
+        for ingester in ingesters:  # anything still in flight would show up as an extra point
+            ingester.wait_idle()
         assert stored(settings) == N
         assert_each_reading_once(settings, N // 12)
 
@@ -137,7 +141,7 @@ def test_r1_ingester_crash_loop(rbroker, influx, tmp_path, ingester_factory):
         time.sleep(rng.uniform(0, 0.3))
         ingester.kill()
         ingester.start()
-    stream.finish(settings, timeout_s=90)
+    stream.finish(settings, ingester, timeout_s=90)
     assert quarantined(settings) == {}
     assert broker_dropped(rbroker) == 0
     assert ingester.sessions_present() == [False] + [True] * 5
@@ -152,7 +156,7 @@ def test_r2_readings_arrive_while_the_ingester_is_down(rbroker, influx, tmp_path
     assert publish_all(rbroker.port, messages) == 5000
     ingester.start()
     wait_for(lambda: stored(settings) >= 5000, timeout_s=60)
-    time.sleep(0.5)
+    ingester.wait_idle()
     assert stored(settings) == 5000
     assert_each_reading_once(settings, 500, STATIONS[:10])
     assert broker_dropped(rbroker) == 0
@@ -176,7 +180,7 @@ def test_r3_influxdb_hangs(broker, fresh_influx, tmp_path, ingester_factory):
         time.sleep(4)
     finally:
         fresh_influx.signal(signal.SIGCONT)
-    stream.finish(settings, timeout_s=90)
+    stream.finish(settings, ingester, timeout_s=90)
     wait_for(lambda: ingester.metric("meltemi_ingest_spool_depth") == 0, timeout_s=30)
     assert ingester.metric("meltemi_ingest_spooled_lines_total") > 1000
     assert ingester.metric("meltemi_ingest_mqtt_disconnects_total") == 0
@@ -197,7 +201,7 @@ def test_r4_influxdb_down_and_ingester_killed_with_a_full_spool(
     ingester.start()
     time.sleep(3)  # still down: the restarted ingester keeps spooling
     fresh_influx.start_and_wait()
-    stream.finish(settings, timeout_s=120)
+    stream.finish(settings, ingester, timeout_s=120)
     wait_for(lambda: ingester.metric("meltemi_ingest_spool_depth") == 0, timeout_s=30)
 
 
@@ -252,7 +256,7 @@ def test_r5a_broker_restarted_gracefully_loses_nothing(rbroker, influx, tmp_path
     wait_for(lambda: stored(settings) >= 0.4 * N, timeout_s=60)
     rbroker.stop()
     rbroker.start_and_wait()
-    stream.finish(settings, timeout_s=90)
+    stream.finish(settings, ingester, timeout_s=90)
     assert ingester.sessions_present()[-1] is True
 
 
@@ -482,7 +486,7 @@ def test_r10_broker_partition_and_kill(rbroker, influx, tmp_path, ingester_facto
     wait_for(lambda: stored(settings) >= 0.6 * N, timeout_s=60)
     rbroker.stop()  # and a restart (graceful: the snapshot is complete)
     rbroker.start_and_wait()
-    stream.finish(settings, timeout_s=120)
+    stream.finish(settings, ingester, timeout_s=120)
     assert ingester.metric("meltemi_ingest_seq_missing") == 0
     assert all(ingester.sessions_present()[1:])
 
@@ -500,7 +504,7 @@ def test_r11_shared_subscription_scale_out(rbroker, influx, tmp_path, ingester_f
     second.kill()
     time.sleep(8)
     second.start()
-    stream.finish(base, timeout_s=120)
+    stream.finish(base, first, second, timeout_s=120)
     assert first.stop() == 0  # a clean stop writes each ingester's last ingest_stats
     assert second.stop() == 0
     per_ingester = influx_rows(

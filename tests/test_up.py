@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -102,5 +101,4 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
         assert again.wait(90) == 0
         again.stop()
 
-    time.sleep(0.5)
-    assert not any(port_open(p) for p in ports.values())
+    wait_for(lambda: not any(port_open(p) for p in ports.values()), timeout_s=10)
