@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
     _configure_logging(args.log_level)
+    # Everything Meltemi and its children create (credentials, spool, broker and database files,
+    # logs) is the owner's alone: files 0600, directories 0700 (issue 8: they were world-readable).
+    os.umask(0o077)
     try:
         overrides: dict[str, object] = {}
         if args.command == "ingest":
