@@ -253,7 +253,7 @@ def fire_weather_index(isi: ArrayIn, bui: ArrayIn) -> FloatArray:
 
 
 def daily_severity_rating(fwi: ArrayIn) -> FloatArray:
-    """Return the DSR, 0.0272 FWI^1.77 (Van Wagner 1970, as cffdrs fwi() computes it, eq. 31)."""
+    """Return the DSR, 0.0272 FWI^1.77 (Van Wagner & Pickett 1985 eq. 31, as in cffdrs fwi())."""
     result: FloatArray = 0.0272 * _f(fwi) ** 1.77
     return result
 
