@@ -148,6 +148,27 @@ class HeaderRecorder:
         await self.app(scope, receive, send)
 
 
+class WithoutAccelBuffering:
+    """ASGI middleware: drops the API's ``X-Accel-Buffering: no`` from responses, so that the
+    SSE test proves the shipped nginx config alone streams unbuffered (any API, any version)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def strip(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        (k, v) for k, v in message["headers"] if k.lower() != b"x-accel-buffering"
+                    ],
+                }
+            await send(message)
+
+        await self.app(scope, receive, strip)
+
+
 @dataclass
 class AccessLog(logging.Handler):
     """Collects uvicorn's access-log lines (what an operator would read)."""
@@ -213,6 +234,7 @@ def edge(
 
     api = ApiThread(settings, configure)
     api.app.add_middleware(HeaderRecorder)
+    api.app.add_middleware(WithoutAccelBuffering)
     access = AccessLog()
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.addHandler(access)
