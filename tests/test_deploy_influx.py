@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from meltemi.influxdb_users import API_USER, INGEST_USER
-from meltemi.services import InfluxDB, free_port
+from meltemi.services import InfluxDB, ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DB = "meltemi"
@@ -178,3 +179,114 @@ def test_pprof_off_listeners_loopback_only_and_files_private(shipped):
     assert wrong == {}
     env = (shipped["root"] / "etc" / "influxdb-api.env").read_text()
     assert env == f"MELTEMI_INFLUX_USERNAME={API_USER}\nMELTEMI_INFLUX_PASSWORD={creds['api'][1]}\n"
+
+
+def _children(pid: int) -> dict[str, dict[str, str]]:
+    """Return {sub-command: environment} of the direct children of ``pid`` (from /proc)."""
+    found: dict[str, dict[str, str]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat_fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat_fields[1]) != pid:
+                continue
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if b"meltemi.cli" in argv:
+            command = argv[argv.index(b"meltemi.cli") + 1].decode()
+            found[command] = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_meltemi_up_runs_influxdb_with_auth_and_a_credential_per_service(tmp_path):
+    influx_port, api_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")}
+    env.update(
+        {
+            "MELTEMI_DATA_DIR": str(tmp_path / "var"),
+            "MELTEMI_MQTT_PORT": str(free_port()),
+            "MELTEMI_INFLUX_URL": f"http://127.0.0.1:{influx_port}",
+            "MELTEMI_API_PORT": str(api_port),
+        }
+    )
+    up = ManagedProcess(
+        "meltemi-up", [sys.executable, "-m", "meltemi.cli", "up"], tmp_path / "up.log", env=env
+    )
+    up.start()
+    try:
+
+        def healthy() -> bool:
+            try:
+                return (
+                    httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=5).status_code == 200
+                )
+            except httpx.HTTPError:
+                return False
+
+        up.wait_until(healthy, timeout_s=120)
+        secrets = tmp_path / "var" / "secrets" / "influxdb.json"
+        creds = {
+            role: (c["username"], c["password"])
+            for role, c in json.loads(secrets.read_text()).items()
+        }
+        url = f"http://127.0.0.1:{influx_port}"
+        anonymous = httpx.post(f"{url}/query", data={"q": "SHOW DATABASES"}, timeout=10)
+        assert anonymous.status_code == 401
+        admin = creds["admin"]
+
+        def grants(user: str) -> list[list[str]]:
+            response = httpx.post(
+                f"{url}/query", data={"q": f'SHOW GRANTS FOR "{user}"'}, auth=admin, timeout=10
+            )
+            values: list[list[str]] = response.json()["results"][0]["series"][0]["values"]
+            return values
+
+        assert grants(INGEST_USER) == [[DB, "ALL PRIVILEGES"]]
+        assert grants(API_USER) == [[DB, "READ"]]
+        # each child runs with its own credential, the simulator with none, nobody as admin
+        children = _children(up.pid)
+        assert set(children) == {"ingest", "api", "simulate"}
+        assert children["ingest"]["MELTEMI_INFLUX_USERNAME"] == INGEST_USER
+        assert children["ingest"]["MELTEMI_INFLUX_PASSWORD"] == creds["ingest"][1]
+        assert children["api"]["MELTEMI_INFLUX_USERNAME"] == API_USER
+        assert children["api"]["MELTEMI_INFLUX_PASSWORD"] == creds["api"][1]
+        assert "MELTEMI_INFLUX_PASSWORD" not in children["simulate"]
+
+        # the ingester stores readings with its credential
+        def stored() -> int:
+            response = httpx.post(
+                f"{url}/query",
+                params={"db": DB},
+                data={"q": "SELECT count(air_temperature) FROM readings"},
+                auth=admin,
+                timeout=10,
+            )
+            series = response.json()["results"][0].get("series", [])
+            return int(series[0]["values"][0][1]) if series else 0
+
+        up.wait_until(lambda: stored() > 0, timeout_s=120)
+        # data, logs and secrets are owner-only
+        private = [
+            *(tmp_path / "var" / "influxdb").rglob("*"),
+            tmp_path / "var" / "influxdb",
+            *(tmp_path / "var" / "secrets").rglob("*"),
+            tmp_path / "var" / "secrets",
+        ]
+        wrong = {
+            str(p): oct(stat.S_IMODE(p.stat().st_mode))
+            for p in private
+            if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)
+        }
+        assert wrong == {}
+    finally:
+        up.signal(signal.SIGINT)
+        code = up.wait(60)
+        up.stop()
+    assert code == 0
+    logs = up.log_text() + (tmp_path / "var" / "influxdb" / "influxd.log").read_text()
+    for _user, password in creds.values():
+        assert password not in logs
