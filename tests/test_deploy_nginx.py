@@ -9,6 +9,7 @@ all traffic goes to 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -235,6 +236,10 @@ def edge(
     api = ApiThread(settings, configure)
     api.app.add_middleware(HeaderRecorder)
     api.app.add_middleware(WithoutAccelBuffering)
+    # The witness: uvicorn's own proxy-header handling, trusting nginx's address only, whatever
+    # the fixture's default (read by uvicorn.Config.load() when the server starts).
+    api.server.config.proxy_headers = True
+    api.server.config.forwarded_allow_ips = "127.0.0.1"
     access = AccessLog()
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.addHandler(access)
@@ -505,3 +510,20 @@ def test_sse_passes_through_unbuffered(edge, broker):
     event = json.loads(data[len("data: ") :])
     assert event["station"] == LIVE
     assert event["values"]["air_temperature"] == 21.5
+
+
+def test_live_streams_capped_per_address(edge):
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(edge.client("127.0.0.9"))
+        other = stack.enter_context(edge.client("127.0.0.10"))
+        codes = []
+        for _ in range(4):
+            response = stack.enter_context(client.stream("GET", "/v1/stream"))
+            codes.append(response.status_code)
+        fifth = client.get("/v1/stream")
+        # another address is not affected by the first one's streams
+        elsewhere = stack.enter_context(other.stream("GET", "/v1/stream"))
+        assert elsewhere.status_code == 200
+    assert codes == [200] * 4
+    assert fifth.status_code == 429
+    assert fifth.headers["retry-after"] == "1"
