@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: the broker, its CLI clients (test witnesses), InfluxDB 1.x and its CLI,
-# and Chromium for the dashboard's browser tests.
-APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium
+# Chromium for the dashboard's browser tests, nginx (the edge proxy of deploy/, tested as
+# shipped) and openssl (the tests' throw-away CA, and the TLS witness s_client).
+APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium nginx openssl
 
 .PHONY: up test lint pytest deps venv bench clean help
 
@@ -28,9 +29,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# Install the Debian packages that are missing. Debian starts mosquitto and influxdb as system
-# services on install; when this target installs them, it stops and disables those services so
-# that they do not hold ports 1883/8086 (Meltemi runs its own instances under MELTEMI_DATA_DIR).
+# Install the Debian packages that are missing. Debian starts mosquitto, influxdb and nginx as
+# system services on install; when this target installs them, it stops and disables those
+# services so that they do not hold ports 1883/8086/80 (Meltemi runs its own instances under
+# MELTEMI_DATA_DIR, the tests their own nginx). Without systemd (containers, CI), the package
+# scripts start them through /etc/init.d unless a policy-rc.d forbids it: stop them there too.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -40,9 +43,13 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing && \
-	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
-	    for s in mosquitto influxdb; do case "$$missing" in *" $$s"*) $(SUDO) systemctl disable --now $$s || true;; esac; done; \
-	  fi; \
+	  for s in mosquitto influxdb nginx; do case "$$missing " in *" $$s "*) \
+	    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+	      $(SUDO) systemctl disable --now $$s || true; \
+	    elif [ -x /etc/init.d/$$s ]; then \
+	      $(SUDO) /etc/init.d/$$s stop || true; $(SUDO) update-rc.d $$s disable || true; \
+	    fi;; esac; \
+	  done; \
 	fi
 
 venv: $(VENV)/.installed

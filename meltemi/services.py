@@ -70,8 +70,10 @@ class ManagedProcess:
         log_path: Path | None,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        umask: int = -1,
     ) -> None:
         self.name = name
+        self.umask = umask  # -1 keeps ours (subprocess.Popen's default)
         self.argv = list(argv)
         self.log_path = log_path
         self.env = env
@@ -102,6 +104,7 @@ class ManagedProcess:
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
+            umask=self.umask,
         )
         logger.info("started %s pid=%d", self.name, self.process.pid)
 
@@ -251,8 +254,34 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
+def shipped_influxdb_config(template: str, http_port: int, rpc_port: int, data_dir: Path) -> str:
+    """Return deploy/influxdb.conf with only its ports and its data paths substituted."""
+    text = template.replace("127.0.0.1:8086", f"127.0.0.1:{http_port}")
+    text = text.replace("127.0.0.1:8088", f"127.0.0.1:{rpc_port}")
+    return text.replace('"/var/lib/influxdb/', f'"{data_dir}/')
+
+
+def repo_influxdb_conf() -> str:
+    """Return the text of the shipped production config, deploy/influxdb.conf."""
+    return (Path(__file__).resolve().parent.parent / "deploy" / "influxdb.conf").read_text("utf-8")
+
+
+def make_private(root: Path) -> None:
+    """Make ``root`` and everything under it owner-only (dirs 0700, files 0600)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 class InfluxDB(ManagedProcess):
-    """The embedded InfluxDB 1.x (Debian's package) with a generated config under ``data_dir``."""
+    """The embedded InfluxDB 1.x (Debian's package) with a generated config under ``data_dir``.
+
+    ``shipped=True`` runs deploy/influxdb.conf itself (auth on, production limits; ``meltemi
+    up`` and the deploy tests); otherwise a test config with auth as asked. Either way influxd
+    runs with umask 077 and its data directory is made owner-only before it starts (meta.db
+    and the TSM files hold every reading and the user hashes).
+    """
 
     def __init__(
         self,
@@ -263,31 +292,44 @@ class InfluxDB(ManagedProcess):
         auth: bool = False,
         query_log: bool = False,
         access_log: bool = False,
+        shipped: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.port = http_port
+        self.rpc_port = rpc_port or free_port()
         self.url = f"http://127.0.0.1:{http_port}"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        self.auth = auth or shipped
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         conf = data_dir / "influxdb.conf"
-        conf.write_text(
-            INFLUXDB_CONF.format(
+        if shipped:
+            text = shipped_influxdb_config(repo_influxdb_conf(), http_port, self.rpc_port, data_dir)
+        else:
+            text = INFLUXDB_CONF.format(
                 data_dir=data_dir,
                 http_port=http_port,
-                rpc_port=rpc_port or free_port(),
+                rpc_port=self.rpc_port,
                 auth=str(auth).lower(),
                 query_log=str(query_log).lower(),
                 access_log=str(access_log).lower(),
             )
-        )
+        conf.write_text(text)
         binary = find_binary("influxd", "/usr/bin/influxd")
         super().__init__(
             "influxd",
             [binary, "-config", str(conf)],
             data_dir / "influxd.log",
+            umask=0o077,
         )
 
+    def start(self) -> None:
+        """Make the data directory owner-only (earlier versions left it readable), then start."""
+        if self.log_path is not None and not self.log_path.exists():
+            os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        make_private(self.data_dir)
+        super().start()
+
     def _ping(self) -> bool:
-        try:
+        try:  # /ping answers 204 without credentials even with auth on
             return httpx.get(f"{self.url}/ping", timeout=1.0).status_code == 204
         except httpx.HTTPError:
             return False

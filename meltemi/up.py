@@ -19,6 +19,12 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from ingest.mqtt import provision_session
+from meltemi.influxdb_users import (
+    Credential,
+    ProvisioningError,
+    load_or_create_secrets,
+    provision,
+)
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, ServiceError, port_open
 from sensors.settings import Settings
 
@@ -40,6 +46,15 @@ def _check_free(port: int, what: str) -> None:
         )
 
 
+def _influx_env(env: dict[str, str], credential: Credential) -> dict[str, str]:
+    """Return ``env`` with one service's own InfluxDB credential (never the admin's)."""
+    return {
+        **env,
+        "MELTEMI_INFLUX_USERNAME": credential.username,
+        "MELTEMI_INFLUX_PASSWORD": credential.password.get_secret_value(),
+    }
+
+
 def run(settings: Settings) -> int:
     """Start everything, print the dashboard URL, and wait for Ctrl-C; return the exit code."""
     data_dir = settings.data_dir.resolve()
@@ -49,10 +64,20 @@ def run(settings: Settings) -> int:
     _check_free(settings.api_port, "api")
     env = {**os.environ, "MELTEMI_DATA_DIR": str(data_dir)}
     broker = Mosquitto(data_dir / "mosquitto", settings.mqtt_port)
-    influx = InfluxDB(data_dir / "influxdb", influx_port)
+    # InfluxDB runs deploy/influxdb.conf itself (auth on, loopback, production limits); the
+    # ingester gets a user with ALL on the database, the API a READ-only one (issue 8 part 2).
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    influx = InfluxDB(data_dir / "influxdb", influx_port, shipped=True)
+    try:
+        influx_secrets = load_or_create_secrets(data_dir / "secrets" / "influxdb.json")
+    except (ProvisioningError, OSError) as exc:
+        logger.error("InfluxDB secrets: %s", exc)
+        return 1
     children = [
-        ManagedProcess("ingester", _meltemi_argv("ingest"), None, env=env),
-        ManagedProcess("api", _meltemi_argv("api"), None, env=env),
+        ManagedProcess(
+            "ingester", _meltemi_argv("ingest"), None, env=_influx_env(env, influx_secrets.ingest)
+        ),
+        ManagedProcess("api", _meltemi_argv("api"), None, env=_influx_env(env, influx_secrets.api)),
         ManagedProcess("simulator", _meltemi_argv("simulate", *SIMULATOR_ARGS), None, env=env),
     ]
     stop = threading.Event()
@@ -69,7 +94,15 @@ def run(settings: Settings) -> int:
         started.append(broker)
         influx.start_and_wait()
         started.append(influx)
-        influx.create_database(settings.influx_db)
+        try:
+            provision(
+                influx.url,
+                settings.influx_db,
+                influx_secrets,
+                quarantine_days=settings.quarantine_retention_days,
+            )
+        except ProvisioningError as exc:
+            raise ServiceError(f"InfluxDB provisioning: {exc}") from exc
         # The ingester's session must exist before any station publishes (the back-fill starts
         # at once); otherwise the broker has no one to queue those readings for.
         if not provision_session(settings):

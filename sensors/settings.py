@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
 
+    # --- helper "stack" (issue 8 part 3): InfluxDB provisioning ---
+    # Duration of the `quarantine` retention policy that deploy/provision_influxdb.py and
+    # `meltemi up` create on the database (the ingester writes quarantine records into it).
+    quarantine_retention_days: int = Field(90, ge=1, le=36500)
+
 
 class SettingsError(Exception):
     """The environment holds an invalid value; the message names the variable."""
