@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
 
+    # ---- Broker identities (issue 8; `meltemi stations`, `meltemi accounts`, `meltemi up`) ----
+    # The dynamic-security admin client the commands use to apply changes to a running broker.
+    # Unset password: read from the embedded set-up's <data_dir>/secrets/broker.json (0600).
+    broker_admin_username: str = Field(
+        "meltemi-admin", pattern=r"^meltemi-admin(-[a-z0-9]{1,32})?$"
+    )
+    broker_admin_password: SecretStr | None = None
+    # The simulator's per-station secrets (a 0600 JSON file {station_id: secret}); `meltemi up`
+    # writes it. Unset: simulated stations connect without a password (the test brokers).
+    sim_credentials_file: Path | None = None
+
 
 class SettingsError(Exception):
     """The environment holds an invalid value; the message names the variable."""
