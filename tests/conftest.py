@@ -7,11 +7,14 @@ import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from meltemi.broker_admin import DynsecAdmin, generate_secret
+from meltemi.credentials import BrokerSecrets, save_broker_secrets
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors.settings import Settings
 from tests.helpers import prometheus_value, settings_env
@@ -168,3 +171,55 @@ def ingester_factory(tmp_path: Path) -> Iterator[Callable[..., IngesterProcess]]
     finally:
         for ingester in started:
             ingester.stop()
+
+
+# ---- Broker identities (issue 8): a broker with the production shape ----------------------------
+@dataclass
+class SecureBroker:
+    """The embedded broker as `meltemi up` runs it: nothing anonymous, dynamic-security clients."""
+
+    broker: Mosquitto
+    data_dir: Path
+    secrets: BrokerSecrets
+
+    @property
+    def port(self) -> int:
+        """Return the broker's loopback port."""
+        return self.broker.port
+
+    def admin(self) -> DynsecAdmin:
+        """Return an (unopened) admin connection."""
+        return DynsecAdmin(
+            "127.0.0.1", self.port, self.secrets.admin_username, self.secrets.admin_password
+        )
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        """Return the environment of a `meltemi stations` run against this broker."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")}
+        env.update(
+            {"MELTEMI_DATA_DIR": str(self.data_dir), "MELTEMI_MQTT_PORT": str(self.port), **extra}
+        )
+        return env
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
+    """A broker with the shipped mosquitto.conf (auth on) and its admin secret stored as `up` does."""
+    data_dir = tmp_path / "var"
+    secrets = BrokerSecrets(
+        admin_username="meltemi-admin",
+        admin_password=generate_secret(),
+        ingest_username="meltemi-ingest",
+        ingest_password=generate_secret(),
+        api_username="meltemi-api",
+        api_password=generate_secret(),
+    )
+    save_broker_secrets(data_dir, secrets)
+    broker = Mosquitto(
+        data_dir / "mosquitto", free_port(), admin=(secrets.admin_username, secrets.admin_password)
+    )
+    broker.start_and_wait()
+    try:
+        yield SecureBroker(broker, data_dir, secrets)
+    finally:
+        broker.stop()
