@@ -204,7 +204,7 @@ class SecureBroker:
 
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
-    """A broker with the shipped mosquitto.conf (auth on) and its admin secret stored as `up` does."""
+    """A broker with the shipped mosquitto.conf (auth on), its admin secret stored as `up` does."""
     data_dir = tmp_path / "var"
     secrets = BrokerSecrets(
         admin_username="meltemi-admin",

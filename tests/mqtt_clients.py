@@ -63,12 +63,12 @@ class Probe:
         if self.v5 and not self.clean:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 600
-        client.connect(
-            "127.0.0.1",
-            self.port,
-            keepalive=60,
-            **({"clean_start": self.clean, "properties": properties} if self.v5 else {}),
-        )
+        if self.v5:
+            client.connect(
+                "127.0.0.1", self.port, keepalive=60, clean_start=self.clean, properties=properties
+            )
+        else:
+            client.connect("127.0.0.1", self.port, keepalive=60)
         client.loop_start()
         wait_for(lambda: len(self.connacks) > before, timeout_s, message="CONNACK")
         code = self.connacks[-1]
@@ -114,7 +114,7 @@ class Probe:
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((message.topic, message.payload))
+            self.messages.append((message.topic, bytes(message.payload)))
 
 
 def _connack_value(code: ReasonCode, v5: bool) -> int:
