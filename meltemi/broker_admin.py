@@ -89,7 +89,7 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
 
 
 def _service_acls(role: Role) -> list[dict[str, Any]]:
-    """Return the ACLs of a service role (deploy/meltemi.acl in dynsec form)."""
+    """Return the ACLs of a service role (what deploy/meltemi.acl granted, in dynsec form)."""
     if role == "ingester":
         acls = []
         for kind in ("readings", "status"):

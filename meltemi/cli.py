@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -86,6 +87,10 @@ def _add_identity_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     for verb in ("rotate", "revoke"):
         averbs.add_parser(verb, help=f"{verb} a service account").add_argument("name")
     averbs.add_parser("list", help="service accounts and their state")
+    init = averbs.add_parser(
+        "init", help="write a production broker's dynamic-security file; print the admin secret"
+    )
+    init.add_argument("file", type=Path, help="plugin_opt_config_file of the broker (new)")
 
 
 def _run_identity(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,7 +127,10 @@ def _run_identity(args: argparse.Namespace, settings: Settings) -> int:
                     f"{line.station.id}\t{state}\tbroker={line.broker}\t{line.station.name}"
                 )
         return 0
-    if args.verb == "add":
+    if args.verb == "init":
+        username = settings.broker_admin_username
+        _print_secret(username, ids.init_broker_file(args.file, username))
+    elif args.verb == "add":
         _print_secret(args.name, ids.add_account(settings, args.name, args.role))
     elif args.verb == "rotate":
         _print_secret(args.name, ids.rotate_account(settings, args.name))

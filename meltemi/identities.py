@@ -22,6 +22,7 @@ from meltemi.broker_admin import (
     Role,
     check_station_id,
     generate_secret,
+    initial_config,
 )
 from meltemi.credentials import (
     SECRETS_DIR,
@@ -30,6 +31,7 @@ from meltemi.credentials import (
     load_broker_secrets,
     load_station_secrets,
     save_station_secrets,
+    write_private,
 )
 from sensors.catalog import PARAMETERS
 from sensors.registry import (
@@ -258,6 +260,15 @@ def list_accounts(settings: Settings) -> list[tuple[str, str, str]]:
         for c in clients.values()
         if c.username.startswith("meltemi-")
     ]
+
+
+def init_broker_file(path: Path, admin_username: str) -> SecretStr:
+    """Write a new dynamic-security file (0600) holding the admin client; return its secret."""
+    if path.exists():
+        raise IdentityError(f"{path} exists; the broker's identities are kept (not overwritten)")
+    secret = generate_secret()
+    write_private(path, initial_config(admin_username, secret))
+    return secret
 
 
 def simulator_secrets_path(data_dir: Path) -> Path:

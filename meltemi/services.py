@@ -206,7 +206,7 @@ DYNSEC_FILE: Final = "dynamic-security.json"
 BROKER_NOFILE: Final = 65536
 
 
-def _raise_nofile_limit() -> None:
+def raise_nofile_limit() -> None:
     """Raise this process's RLIMIT_NOFILE soft limit (inherited by the broker we start next)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = BROKER_NOFILE if hard == resource.RLIM_INFINITY else min(BROKER_NOFILE, hard)
@@ -253,7 +253,7 @@ class Mosquitto(ManagedProcess):
 
     def start(self) -> None:
         """Start the broker with a raised descriptor limit and a private umask (its files 0600)."""
-        _raise_nofile_limit()
+        raise_nofile_limit()
         previous = os.umask(0o077)
         try:
             super().start()

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_cors_origins: list[str] = Field(default_factory=list)
     api_max_streams: int = Field(100, ge=1)
-    # The API's own broker credentials for the live stream (read-only in deploy/meltemi.acl).
+    # The API's own broker credentials for the live stream (read-only: the meltemi-api role).
     api_mqtt_username: str | None = None
     api_mqtt_password: SecretStr | None = None
 

@@ -138,3 +138,35 @@ def wait_pubacks(probe: Probe, count: int, timeout_s: float = 30.0) -> dict[int,
     """Wait until ``count`` PUBACKs arrived; return them."""
     wait_for(lambda: len(probe.pubacks) >= count, timeout_s, message=f"{count} PUBACKs")
     return dict(probe.pubacks)
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+def connect_packet(client_id: str, username: str, password: str) -> bytes:
+    """Return an MQTT 3.1.1 CONNECT with username and password (clean session, keepalive 60)."""
+    body = (
+        _field(b"MQTT")
+        + bytes([4, 0xC2])
+        + (60).to_bytes(2, "big")
+        + _field(client_id.encode())
+        + _field(username.encode())
+        + _field(password.encode())
+    )
+    return b"\x10" + _remaining_length(len(body)) + body
+
+
+def publish_header(topic: str, payload_bytes: int) -> bytes:
+    """Return the start of a QoS 0 PUBLISH announcing a payload of ``payload_bytes``."""
+    variable = _field(topic.encode())
+    return b"\x30" + _remaining_length(len(variable) + payload_bytes) + variable

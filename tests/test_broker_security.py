@@ -9,11 +9,17 @@ shipped (ports and paths substituted, a throw-away CA made with openssl).
 
 from __future__ import annotations
 
+import json
+import socket
+import ssl
+import subprocess
+
 import pytest
 
 from meltemi.broker_admin import check_station_id, generate_secret
+from tests.conftest import make_ca
 from tests.helpers import wait_for
-from tests.mqtt_clients import Probe, connack, wait_pubacks
+from tests.mqtt_clients import Probe, connack, connect_packet, wait_pubacks
 
 NOT_AUTHORIZED_V5 = 0x87  # MQTT 5 reason code 135, CONNACK / PUBACK / SUBACK
 NOT_AUTHORIZED_V311 = 5  # MQTT 3.1.1 CONNACK return code
@@ -99,3 +105,126 @@ def test_dynsec_mechanism(secure_broker):
         probe.stop()
     assert secure_broker.broker.pid == pid  # never restarted
     assert secure_broker.broker.running()
+
+
+# ---- deploy/mosquitto-production.conf as shipped ----------------------------------------------
+def _provision(production_broker, stations: list[str]) -> tuple[str, dict[str, str]]:
+    """Create the ingester's account and these stations; return their secrets."""
+    secrets = {s: generate_secret() for s in stations}
+    ingest = generate_secret()
+    with production_broker.admin() as admin:
+        admin.add_service("meltemi-ingest", "ingester", ingest)
+        for station, secret in secrets.items():
+            admin.add_station(station, secret)
+    return ingest.get_secret_value(), {k: v.get_secret_value() for k, v in secrets.items()}
+
+
+def _listening(pid: int) -> set[str]:
+    done = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True)
+    return {line.split()[3] for line in done.stdout.splitlines() if f"pid={pid}," in line}
+
+
+def _s_client(port: int, ca_file, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "openssl",
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-CAfile",
+            str(ca_file),
+            "-verify_return_error",
+            "-verify_ip",
+            "127.0.0.1",
+            *flags,
+        ],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_s1_listeners_anonymous_and_tls(production_broker):
+    pb = production_broker
+    # exactly one plaintext listener, on loopback, and the TLS listener
+    assert _listening(pb.process.pid) == {
+        f"127.0.0.1:{pb.loopback_port}",
+        f"0.0.0.0:{pb.tls_port}",
+        f"[::]:{pb.tls_port}",
+    }
+    _ingest, secrets = _provision(pb, ["st-a"])
+    # anonymous refused on every listener, v3.1.1 (rc 5) and v5 (0x87)
+    for kwargs in ({"port": pb.loopback_port}, {"port": pb.tls_port, "ca_file": pb.ca_file}):
+        assert connack(username=None, **kwargs) == NOT_AUTHORIZED_V311
+        assert connack(username=None, v5=True, **kwargs) == NOT_AUTHORIZED_V5
+        assert connack(username="st-a", password="guess", **kwargs) == NOT_AUTHORIZED_V311
+    assert connack(pb.tls_port, "st-a", secrets["st-a"], ca_file=pb.ca_file) == 0
+    # plaintext MQTT to the TLS port gets no CONNACK
+    with socket.create_connection(("127.0.0.1", pb.tls_port), timeout=10) as sock:
+        sock.sendall(connect_packet("st-a", "st-a", secrets["st-a"]))
+        try:
+            answer = sock.recv(4)
+        except ConnectionResetError:
+            answer = b""
+        assert answer[:1] != b"\x20"  # no CONNACK: closed (or a TLS alert)
+    # TLS 1.1 refused by the server (client allowed it), 1.2 and 1.3 accepted, cert verified
+    old = _s_client(pb.tls_port, pb.ca_file, "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0")
+    assert old.returncode != 0
+    assert "alert protocol version" in old.stderr or "unsupported protocol" in old.stderr
+    for version in ("-tls1_2", "-tls1_3"):
+        ok = _s_client(pb.tls_port, pb.ca_file, version)
+        assert ok.returncode == 0, ok.stderr
+        assert "Verify return code: 0 (ok)" in ok.stdout
+    # a client that verifies against another CA refuses the broker (no tls_insecure anywhere)
+    other_ca, _key = make_ca(pb.ca_file.parent / "other", "other")
+    assert _s_client(pb.tls_port, other_ca, "-tls1_2").returncode != 0
+    context = ssl.create_default_context(cafile=str(other_ca))  # what paho's tls_set builds
+    with (
+        socket.create_connection(("127.0.0.1", pb.tls_port), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        context.wrap_socket(raw, server_hostname="127.0.0.1").close()
+
+
+def test_s2_s3_cross_station_and_topic_shape_publishes_are_denied(production_broker):
+    pb = production_broker
+    stations = [f"st-{k:02d}" for k in range(12)]
+    ingest, secrets = _provision(pb, stations)
+    ingester = Probe(pb.loopback_port, "meltemi-ingest", ingest, v5=True)
+    assert ingester.start() == 0
+    assert ingester.subscribe("stations/+/readings") == 1
+    assert ingester.subscribe("stations/+/status") == 1
+    # 1,000 attempts across 12 stations over TLS, every other station on MQTT v5
+    plan = {s: 1000 // 12 + (1 if k < 1000 % 12 else 0) for k, s in enumerate(stations)}
+    assert sum(plan.values()) == 1000
+    probes: list[tuple[Probe, list[int], int]] = []
+    for index, station in enumerate(stations):
+        probe = Probe(pb.tls_port, station, secrets[station], v5=index % 2 == 1, ca_file=pb.ca_file)
+        assert probe.start() == 0
+        mids = []
+        for k in range(plan[station]):
+            victim = stations[(index + 1 + k) % len(stations)]
+            topic = (
+                f"stations/{victim}/readings",
+                f"stations/{victim}/status",
+                f"stations/{station}/x/readings",  # S3: an extra level under its own id
+                f"stations/{station}/readings/x",
+            )[k % 4]
+            mids.append(probe.publish(topic, json.dumps({"ts": 1, "seq": k, "values": {}})))
+        legit = probe.publish(f"stations/{station}/readings", "legit")  # the barrier: last
+        probes.append((probe, mids, legit))
+    wait_for(lambda: len(ingester.messages) >= 12, message="the 12 legitimate messages")
+    for probe, mids, legit in probes:
+        codes = wait_pubacks(probe, len(mids) + 1)
+        if probe.v5:  # MQTT 5 tells the publisher: reason code 135 for each denied PUBLISH
+            assert [codes[m] for m in mids] == [NOT_AUTHORIZED_V5] * len(mids)
+        assert codes[legit] == 0
+        probe.stop()
+    # 0 of the 1,000 reached a subscriber with ingester rights; only the barriers did
+    assert sorted(ingester.messages) == [(f"stations/{s}/readings", b"legit") for s in stations]
+    # on 3.1.1 the log is the only evidence [MQTT-3.3.5-2]: one "Denied PUBLISH" per attempt
+    assert pb.log.read_text().count("Denied PUBLISH from st-") == 1000
+    assert ingester.disconnects == 0
+    ingester.stop()
