@@ -13,13 +13,15 @@ import json
 import socket
 import ssl
 import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 
 from meltemi.broker_admin import check_station_id, generate_secret
 from tests.conftest import make_ca
 from tests.helpers import wait_for
-from tests.mqtt_clients import Probe, connack, connect_packet, wait_pubacks
+from tests.mqtt_clients import Probe, connack, connect_packet, publish_header, wait_pubacks
 
 NOT_AUTHORIZED_V5 = 0x87  # MQTT 5 reason code 135, CONNACK / PUBACK / SUBACK
 NOT_AUTHORIZED_V311 = 5  # MQTT 3.1.1 CONNACK return code
@@ -228,3 +230,137 @@ def test_s2_s3_cross_station_and_topic_shape_publishes_are_denied(production_bro
     assert pb.log.read_text().count("Denied PUBLISH from st-") == 1000
     assert ingester.disconnects == 0
     ingester.stop()
+
+
+def test_s4_client_id_takeover_is_impossible(production_broker):
+    pb = production_broker
+    ingest, secrets = _provision(pb, ["st-a", "st-b", "st-c"])
+    # the ingester as in the finding: durable session (clean start false), loopback, MQTT v5
+    ingester = Probe(
+        pb.loopback_port, "meltemi-ingest", ingest, client_id="meltemi-ingest", v5=True, clean=False
+    )
+    assert ingester.start() == 0
+    assert ingester.subscribe("stations/+/readings") == 1
+    a = Probe(pb.tls_port, "st-a", secrets["st-a"], client_id="st-a", ca_file=pb.ca_file)
+    assert a.start() == 0
+    b = Probe(pb.tls_port, "st-b", secrets["st-b"], client_id="st-b", ca_file=pb.ca_file)
+    assert b.start() == 0
+    thief_codes: list[int] = []
+
+    def thief() -> None:  # station C, its own valid secret, others' client ids, 100 times each
+        for stolen in ("st-a", "meltemi-ingest") * 100:
+            thief_codes.append(
+                connack(
+                    pb.tls_port,
+                    "st-c",
+                    secrets["st-c"],
+                    client_id=stolen,
+                    ca_file=pb.ca_file,
+                    clean=False,
+                )
+            )
+
+    worker = threading.Thread(target=thief)
+    worker.start()
+    for seq in range(200):  # meanwhile station B sends 200 readings
+        b.publish("stations/st-b/readings", f'{{"seq": {seq}}}')
+    worker.join(120)
+    assert thief_codes == [0] * 200  # accepted, as st-c: the client id was replaced
+    wait_for(lambda: len(ingester.messages) >= 200, message="B's 200 readings")
+    assert sorted(p for _t, p in ingester.messages) == sorted(
+        f'{{"seq": {seq}}}'.encode() for seq in range(200)
+    )
+    assert (a.disconnects, ingester.disconnects) == (0, 0)
+    assert "already connected, closing old connection" not in pb.log.read_text()
+    for probe in (a, b, ingester):
+        probe.stop()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _oversized_attempt(port: int, secret: str, payload_bytes: int) -> bytes:
+    """Connect as st-a, announce a PUBLISH of ``payload_bytes``, send 64 KiB of it; return
+    what the broker answered before closing (b"" when it closed without a word)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(connect_packet("st-a", "st-a", secret))
+        assert sock.recv(4) == b"\x20\x02\x00\x00"  # CONNACK accepted
+        try:
+            sock.sendall(publish_header("stations/st-a/readings", payload_bytes))
+            sock.sendall(b"x" * min(payload_bytes, 65536))
+            return sock.recv(16)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
+
+def test_s5_oversized_packets_are_refused(production_broker):
+    pb = production_broker
+    ingest, secrets = _provision(pb, ["st-a"])
+    ingester = Probe(pb.loopback_port, "meltemi-ingest", ingest, v5=True)
+    assert ingester.start() == 0
+    assert ingester.subscribe("stations/+/readings") == 1
+    rss_before = _rss_kib(pb.process.pid)
+    # larger than max_packet_size: the sender is disconnected, nothing is delivered
+    sizes = [1024 * 1024, 10 * 1024 * 1024, 266241]
+    for attempt in range(1000):
+        assert _oversized_attempt(pb.loopback_port, secrets["st-a"], sizes[attempt % 3]) == b""
+    rss_growth_kib = _rss_kib(pb.process.pid) - rss_before
+    # a 256 KiB payload (the contract's limit) is accepted, over TLS, and is the only delivery
+    station = Probe(pb.tls_port, "st-a", secrets["st-a"], ca_file=pb.ca_file)
+    assert station.start() == 0
+    station.publish("stations/st-a/readings", b"x" * 256 * 1024)
+    wait_for(lambda: ingester.messages, message="the 256 KiB message")
+    assert [len(p) for _t, p in ingester.messages] == [256 * 1024]
+    assert rss_growth_kib < 10 * 1024
+    assert ingester.disconnects == 0
+    for probe in (station, ingester):
+        probe.stop()
+
+
+def test_connection_flood_leaves_room_for_normal_clients(production_broker):
+    pb = production_broker
+    ingest, secrets = _provision(pb, ["st-a"])
+    flood: list[socket.socket] = []
+    try:
+        for k in range(3000):  # idle sockets that never start TLS nor send a CONNECT
+            flood.append(socket.create_connection(("127.0.0.1", pb.tls_port), timeout=10))
+            if k % 500 == 499:
+                half = socket.create_connection(("127.0.0.1", pb.tls_port), timeout=10)
+                half.sendall(b"\x16\x03\x01")  # half a TLS ClientHello
+                flood.append(half)
+        wait_for(lambda: _established(pb.tls_port) >= 3000, timeout_s=30, message="flood accepted")
+        # normal clients (mosquitto_pub: its own process; paho's select() cannot watch a
+        # descriptor above 1024, which this process now holds)
+        tls = ["--cafile", str(pb.ca_file), "-p", str(pb.tls_port), "-u", "st-a"]
+        local = ["-p", str(pb.loopback_port), "-u", "meltemi-ingest"]
+        codes = [
+            _pub_exit(*tls, "-P", secrets["st-a"], "-t", "stations/st-a/status") for _ in range(20)
+        ] + [_pub_exit(*local, "-P", ingest, "-t", "meltemi/accepted/st-a") for _ in range(20)]
+        assert codes == [0] * 40
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+def _pub_exit(*args: str) -> int:
+    done = subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-q", "1", "-m", "x", *args],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return done.returncode
+
+
+def _established(port: int) -> int:
+    done = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return len(done.stdout.splitlines())
