@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: the broker, its CLI clients (test witnesses), InfluxDB 1.x and its CLI,
 # and Chromium for the dashboard's browser tests.
-APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium
+APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium openssl iproute2
 
 .PHONY: up test lint pytest deps venv bench clean help
 
