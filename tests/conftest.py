@@ -29,6 +29,7 @@ from meltemi.services import (
 )
 from sensors.settings import Settings
 from tests.helpers import prometheus_value, settings_env
+from tests.mqtt_clients import make_ca, openssl
 
 
 @pytest.fixture(autouse=True)
@@ -252,39 +253,13 @@ class ProductionBroker:
         return DynsecAdmin("127.0.0.1", self.loopback_port, "meltemi-admin", self.admin_secret)
 
 
-def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-
-def make_ca(directory: Path, name: str = "ca") -> tuple[Path, Path]:
-    """Make a throw-away CA with openssl; return (cert, key)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN=Meltemi test {name}",
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-    )
-    return cert, key
-
-
 @pytest.fixture
 def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
     """Start deploy/mosquitto-production.conf with a throw-away CA; stopped by PID."""
     certs = tmp_path / "certs"
     ca_cert, ca_key = make_ca(certs)
     key, csr, cert = certs / "broker.key", certs / "broker.csr", certs / "broker.crt"
-    _openssl(
+    openssl(
         "req",
         "-newkey",
         "rsa:2048",
@@ -298,7 +273,7 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
     )
     ext = certs / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
+    openssl(
         "x509",
         "-req",
         "-in",

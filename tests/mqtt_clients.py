@@ -1,4 +1,4 @@
-"""Test MQTT clients for the broker-security tests: paho clients that record what the broker did.
+"""Test MQTT clients and a throw-away CA for the broker-security tests (issue 8).
 
 Each ``Probe`` records its CONNACK codes, forced disconnects, PUBACK reason codes (v5) and
 received messages, so a test can assert exact counts. Witness CLIs (mosquitto_pub/sub, openssl,
@@ -8,6 +8,7 @@ ss) are used next to them where a plain exit code or log line is the evidence.
 from __future__ import annotations
 
 import ssl
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,3 +171,30 @@ def publish_header(topic: str, payload_bytes: int) -> bytes:
     """Return the start of a QoS 0 PUBLISH announcing a payload of ``payload_bytes``."""
     variable = _field(topic.encode())
     return b"\x30" + _remaining_length(len(variable) + payload_bytes) + variable
+
+
+def openssl(*args: str) -> None:
+    """Run the openssl CLI; raise if it fails."""
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+def make_ca(directory: Path, name: str = "ca") -> tuple[Path, Path]:
+    """Make a throw-away CA with openssl; return (cert, key)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=Meltemi test {name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    )
+    return cert, key

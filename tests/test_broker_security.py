@@ -19,9 +19,15 @@ from pathlib import Path
 import pytest
 
 from meltemi.broker_admin import check_station_id, generate_secret
-from tests.conftest import make_ca
 from tests.helpers import wait_for
-from tests.mqtt_clients import Probe, connack, connect_packet, publish_header, wait_pubacks
+from tests.mqtt_clients import (
+    Probe,
+    connack,
+    connect_packet,
+    make_ca,
+    publish_header,
+    wait_pubacks,
+)
 
 NOT_AUTHORIZED_V5 = 0x87  # MQTT 5 reason code 135, CONNACK / PUBACK / SUBACK
 NOT_AUTHORIZED_V311 = 5  # MQTT 3.1.1 CONNACK return code
