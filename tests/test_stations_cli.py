@@ -10,7 +10,7 @@ import sys
 import time
 
 from meltemi.services import ManagedProcess
-from sensors.registry import open_registry, parse_registry
+from sensors.registry import open_registry, parse_registry, save_registry
 from sensors.settings import Settings
 from tests.helpers import influx_count, settings_env, wait_for
 from tests.mqtt_clients import Probe, connack, wait_pubacks
@@ -184,3 +184,21 @@ def test_accounts_two_api_replicas_never_kick_each_other(secure_broker):
     assert "meltemi-api-2\tmeltemi-api\tactive" in listed.stdout.splitlines()
     for replica in replicas:
         replica.stop()
+
+
+def test_registry_follows_its_file_and_keeps_the_last_good_one(tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    registry = open_registry(settings)  # no file yet: the packaged registry, watching the path
+    assert len(registry) == 13
+    stations = list(registry)
+    save_registry(tmp_path / "stations.toml", stations[:2])
+    registry.refresh(force=True)
+    assert registry.ids == [stations[0].id, stations[1].id]
+    (tmp_path / "stations.toml").write_text("[[station]]\nid = 'half-written")
+    assert not registry.refresh(force=True)
+    assert len(registry) == 2  # a broken file never empties a running registry
+    save_registry(tmp_path / "stations.toml", stations[:3])
+    assert not registry.refresh()  # the file is stat'ed at most once a second
+    assert len(registry.ids) == 2
+    assert registry.refresh(force=True)
+    assert len(registry) == 3
