@@ -29,7 +29,7 @@ from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import dashboard, health, latest, metrics, parameters, series, stations, stream
 from api.series import SeriesRequestError
-from sensors.registry import load_registry
+from sensors.registry import open_registry
 from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.registry = load_registry(settings.stations_file)
+    app.state.registry = open_registry(settings)
     app.state.metrics = ApiMetrics()
     app.state.lifespan_hooks = []
     app.state.live_feed = LiveFeed(settings, app.state.registry)  # /v1/stream's MQTT feed
