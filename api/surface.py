@@ -1,0 +1,138 @@
+"""What every HTTP answer carries, whatever route made it (issue 8 part 8).
+
+Two pure ASGI middlewares (no buffering, so Server-Sent Events pass straight through):
+
+- ``HeadAsGet`` answers HEAD on every GET route as GET answers it, same status and headers,
+  no body (CONTRACT §6: "Every route answers HEAD as it answers GET"). FastAPI routes declare
+  GET only, and Starlette answers their HEAD with 405; converting here covers every route,
+  including the static files and the endless live stream (stopped after its headers).
+- ``SurfaceMiddleware`` gives each request an id (``X-Request-ID``), adds
+  ``X-Content-Type-Options: nosniff``, a ``Cache-Control`` fitting the route (the route's own
+  wins), HSTS when served over TLS or when ``MELTEMI_API_HSTS`` says the API sits behind TLS,
+  and turns an unexpected exception into a generic 500 ``{"detail": "internal error",
+  "request_id": …}``: the traceback goes to the log under that id, never to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Final
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+HEAD_SCOPE_KEY: Final = "meltemi.head"  # set in the GET scope a HEAD request was turned into
+REQUEST_ID_KEY: Final = "request_id"  # in scope["state"], i.e. request.state.request_id
+HSTS_VALUE: Final = "max-age=31536000"  # one year (RFC 6797 §6.1.1); no includeSubDomains
+NO_STORE: Final = "no-store"
+# Paths whose answers must never be cached: they are the current state of the service.
+_NO_STORE_PATHS: Final = ("/health", "/metrics", "/v1/stream")
+_STATIC_MAX_AGE_S: Final = 3600  # the dashboard's files change only with a release
+_OPENAPI_MAX_AGE_S: Final = 300
+
+
+class _HeadDone(Exception):
+    """The headers of a HEAD answer are sent; stop the GET handler behind it."""
+
+
+class HeadAsGet:
+    """Serve HEAD as GET without the body (Content-Length and every other header kept)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        finished = False
+
+        async def head_send(message: Message) -> None:
+            nonlocal finished
+            if finished:
+                raise _HeadDone
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finished = True
+            if message.get("more_body", False):
+                raise _HeadDone  # a stream (e.g. /v1/stream): its headers are the answer
+
+        # A copy: the server's own scope keeps saying HEAD, so it expects no body.
+        inner: Scope = {**scope, "method": "GET", HEAD_SCOPE_KEY: True}
+        try:
+            await self.app(inner, receive, head_send)
+        except _HeadDone:
+            pass
+        except BaseExceptionGroup as group:  # a task group around a streaming response
+            if group.subgroup(lambda exc: not isinstance(exc, _HeadDone)) is not None:
+                raise
+
+
+def cache_control(path: str, status: int, data_max_age_s: int) -> str:
+    """Return the Cache-Control of an answer that did not set its own."""
+    if status >= 400 or path.startswith(_NO_STORE_PATHS):
+        return NO_STORE
+    if path.startswith("/static/"):
+        return f"public, max-age={_STATIC_MAX_AGE_S}"
+    if path == "/openapi.json":
+        return f"public, max-age={_OPENAPI_MAX_AGE_S}"
+    if path.startswith("/v1/"):
+        return f"public, max-age={data_max_age_s}"
+    return "no-cache"  # pages (/, /docs): revalidate, so a release shows at once
+
+
+class SurfaceMiddleware:
+    """Request id, nosniff, Cache-Control and HSTS on every answer; generic 500 bodies."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool, data_max_age_s: int) -> None:
+        self.app = app
+        self.hsts = hsts
+        self.data_max_age_s = data_max_age_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})[REQUEST_ID_KEY] = request_id
+        started = False
+
+        async def surface_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                self._decorate(headers, scope, int(message["status"]), request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, surface_send)
+        except Exception:  # the boundary of every request: details to the log, not the client
+            logger.exception("request %s: %s %s failed", request_id, scope["method"], scope["path"])
+            if started:
+                return  # too late for a status: the server closes the connection
+            body = json.dumps({"detail": "internal error", "request_id": request_id}).encode()
+            start: Message = {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+            await surface_send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _decorate(self, headers: MutableHeaders, scope: Scope, status: int, rid: str) -> None:
+        headers["X-Request-ID"] = rid
+        headers["X-Content-Type-Options"] = "nosniff"
+        if "cache-control" not in headers or status >= 500:
+            headers["Cache-Control"] = cache_control(scope["path"], status, self.data_max_age_s)
+        if self.hsts or scope.get("scheme") == "https":
+            headers["Strict-Transport-Security"] = HSTS_VALUE
