@@ -16,6 +16,7 @@ import pytest
 
 from api.live import LiveFeed, StreamHub, StreamLimitReached
 from sensors.derived import compute_derived
+from sensors.models import format_ts
 from sensors.settings import Settings
 from sensors.topics import StationId, accepted_topic, status_topic
 from tests.api_fixtures import ApiServer, serve_api
@@ -76,6 +77,15 @@ def open_stream(url: str, headers: dict[str, str] | None = None) -> Iterator[Sse
         stream.close()
 
 
+def recent(minute: int = 0) -> str:
+    """Return a ts ``minute`` minutes after the start of the hour before the current one.
+
+    Entries must lie inside the contract's time window to be streamed (api.live_check).
+    """
+    hour_s = (int(time.time()) // 3600 - 1) * 3600
+    return format_ts((hour_s + 60 * minute) * 1_000_000_000)
+
+
 def entry(station: str, ts: str, **values: float) -> str:
     """Return a LatestEntry JSON as the ingester re-publishes it."""
     return json.dumps(
@@ -108,7 +118,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
     with open_stream(f"{api.url}/v1/stream") as stream:
         payload = entry(
             "elefsina-01",
-            "2026-07-20T12:00:00Z",
+            ts := recent(),
             air_temperature=35.0,
             relative_humidity=40.0,
             wind_speed=3.0,
@@ -120,7 +130,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
     assert event["id"] is not None
     assert event["id"].isdigit()
     assert data["station"] == "elefsina-01"
-    assert data["ts"] == "2026-07-20T12:00:00Z"
+    assert data["ts"] == ts
     assert data["seq"] == 7
     expected = compute_derived(
         {
@@ -145,7 +155,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
 def test_station_filter_and_its_validation(api, broker):
     with open_stream(f"{api.url}/v1/stream?stations=elefsina-02,fyli-01") as stream:
         for station in ("elefsina-01", "elefsina-02"):
-            body = entry(station, "2026-07-20T12:01:00Z", air_temperature=30.0)
+            body = entry(station, recent(1), air_temperature=30.0)
             mosquitto_pub(broker.port, accepted_topic(station), body, 0)
         assert stream.next_event("reading")["data"]["station"] == "elefsina-02"
 
@@ -164,20 +174,20 @@ def test_unknown_or_malformed_accepted_messages_are_not_streamed(api, broker):
         mosquitto_pub(
             broker.port,
             accepted_topic("nowhere-9"),
-            entry("nowhere-9", "2026-07-20T12:00:00Z", air_temperature=1.0),
+            entry("nowhere-9", recent(), air_temperature=1.0),
             0,
         )
         mosquitto_pub(
             broker.port,
             accepted_topic("mandra-01"),
-            entry("fyli-01", "2026-07-20T12:00:00Z", air_temperature=1.0),
+            entry("fyli-01", recent(), air_temperature=1.0),
             0,
         )
         mosquitto_pub(broker.port, accepted_topic("mandra-01"), b"{not json", 0)
         mosquitto_pub(
             broker.port,
             accepted_topic("mandra-01"),
-            entry("mandra-01", "2026-07-20T12:00:00Z", air_temperature=2.0),
+            entry("mandra-01", recent(), air_temperature=2.0),
             0,
         )
         data = stream.next_event("reading")["data"]
@@ -189,7 +199,7 @@ def test_last_event_id_resumes_with_what_was_missed(api, broker):
     ids = []
     with open_stream(f"{api.url}/v1/stream?stations=magoula-01") as stream:
         for minute in range(3):
-            ts = f"2026-07-20T12:0{minute}:00Z"
+            ts = recent(minute)
             body = entry("magoula-01", ts, air_temperature=20.0 + minute)
             mosquitto_pub(broker.port, accepted_topic("magoula-01"), body, 0)
             ids.append(stream.next_event("reading")["id"])
