@@ -7,8 +7,6 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import numpy as np
@@ -19,62 +17,10 @@ from sensors.derived import compute_derived
 from sensors.models import format_ts
 from sensors.settings import Settings
 from sensors.topics import StationId, accepted_topic, status_topic
-from tests.api_fixtures import ApiServer, serve_api
+from tests.api_fixtures import ApiServer, SseStream, open_stream, serve_api
 from tests.helpers import mosquitto_pub, wait_for
 
 HEARTBEAT_S = 0.3  # short, so that the tests see heartbeats and notice closed clients quickly
-
-
-class SseStream:
-    """A minimal Server-Sent Events reader over httpx (an independent client, not our code)."""
-
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(10.0))
-        self._context = self.client.stream("GET", url, headers=headers or {})
-        self.response = self._context.__enter__()
-        self._lines = self.response.iter_lines()
-
-    def next_block(self, match: Callable[[dict[str, Any]], bool], timeout_s: float = 5.0):
-        """Return the next event block (fields; comments under "comments") that ``match``es."""
-        deadline = time.monotonic() + timeout_s
-        block: dict[str, Any] = {}
-        for line in self._lines:
-            if time.monotonic() > deadline:
-                break
-            if line == "":
-                if block and match(block):
-                    return block
-                block = {}
-                continue
-            if line.startswith(":"):
-                block.setdefault("comments", []).append(line[1:].strip())
-                continue
-            name, _, value = line.partition(":")
-            block[name] = value[1:] if value.startswith(" ") else value
-        raise AssertionError(f"no matching event within {timeout_s} s")
-
-    def next_event(self, kind: str, timeout_s: float = 5.0) -> dict[str, Any]:
-        """Return the next event of this kind, its data decoded."""
-        block = self.next_block(lambda b: b.get("event") == kind, timeout_s)
-        return {"id": block.get("id"), "data": json.loads(block["data"])}
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._context.__exit__(None, None, None)
-        self.client.close()
-
-
-@contextmanager
-def open_stream(url: str, headers: dict[str, str] | None = None) -> Iterator[SseStream]:
-    """Open an SSE stream and wait for its opening ``retry:`` block."""
-    stream = SseStream(url, headers)
-    try:
-        assert stream.response.status_code == 200, stream.response.read()
-        assert stream.response.headers["content-type"].startswith("text/event-stream")
-        stream.next_block(lambda b: "retry" in b)
-        yield stream
-    finally:
-        stream.close()
 
 
 def recent(minute: int = 0) -> str:
