@@ -335,6 +335,9 @@ class LiveFeed:
         self.client_id = f"meltemi-api-live-{uuid.uuid4().hex[:12]}"  # unique per process
         self.ignored_messages = 0
         self.statuses: dict[str, str] = {}  # station -> its last status event's JSON
+        # The broker's last refusal (CONNACK or SUBACK failure), None once subscribed; /health
+        # reports the feed down while it is set, and the log says why.
+        self.last_refusal: str | None = None
         self._connected = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._intake: asyncio.Queue[_Item] | None = None
@@ -410,6 +413,7 @@ class LiveFeed:
         _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
+            self.last_refusal = f"connection refused: {reason_code}"
             logger.warning("live feed: broker refused the connection: %s", reason_code)
             return
         client.subscribe([(ACCEPTED_FILTER, 0), (STATUS_FILTER, 0)])
@@ -423,8 +427,12 @@ class LiveFeed:
         _properties: Properties | None,
     ) -> None:
         if any(code.is_failure for code in reason_codes):
+            # Connected but not subscribed (e.g. an ACL without read access): the stream would
+            # stay silent, so the feed is not "connected" for /health.
+            self.last_refusal = f"subscription refused: {reason_codes}"
             logger.warning("live feed: subscription refused: %s", reason_codes)
             return
+        self.last_refusal = None
         self._connected.set()
         logger.info("live feed subscribed to %s and %s", ACCEPTED_FILTER, STATUS_FILTER)
 

@@ -175,7 +175,8 @@ def test_a_status_is_data_and_never_rewrites_registry_facts(
         "elevation_m": 9000,
         "parameters": ["pm2_5"],
     }
-    honest = {"state": "offline", "ts": int(time.time()), "firmware": "2.1.0"}
+    status_ts = int(time.time())
+    honest = {"state": "offline", "ts": status_ts, "firmware": "2.1.0"}
     try:
         with serve_api(trust_settings) as api:
             before = api.get(f"/v1/stations/{TRUST}").json()
@@ -187,7 +188,7 @@ def test_a_status_is_data_and_never_rewrites_registry_facts(
             assert event["data"] == {
                 "station": TRUST,
                 "state": "offline",
-                "ts": format_ts(honest["ts"] * NS),
+                "ts": format_ts(status_ts * NS),
                 "firmware": "2.1.0",
             }
             assert dict(api.feed.dropped) == {"status_malformed": 1}
