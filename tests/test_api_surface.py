@@ -10,6 +10,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import string
 import subprocess
@@ -288,6 +289,45 @@ def test_docs_are_served_from_this_origin_only(api, surface_settings):
     with serve(off) as without:
         assert without.get("/docs").status_code == 404
         assert without.get("/openapi.json").status_code == 200
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
+def test_docs_render_in_a_browser_with_no_request_off_this_origin(api):
+    """Swagger UI really starts from the vendored files: every request the page makes goes to
+    this origin, nothing violates the CSP, and the API's title is rendered from /openapi.json."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    requested: list[str] = []
+    errors: list[str] = []
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(api.url + "/docs")
+            title = page.locator(".swagger-ui .info .title")
+            playwright_sync.expect(title).to_contain_text("Meltemi", timeout=15_000)
+            playwright_sync.expect(page.locator(".opblock-summary-path").first).to_be_visible()
+            operations = page.locator(".opblock-summary-path").count()
+        finally:
+            browser.close()
+    assert errors == []
+    assert {urlsplit(url).netloc for url in requested} == {urlsplit(api.url).netloc}
+    assert {urlsplit(url).path for url in requested} >= {
+        "/docs",
+        "/static/vendor/swagger-ui-bundle.js",
+        "/static/vendor/swagger-ui.css",
+        "/static/docs.js",
+        "/openapi.json",
+    }
+    documented = api.get("/openapi.json").json()["paths"]
+    assert operations == sum(len(methods) for methods in documented.values())
 
 
 # --- 6. headers on every response ---------------------------------------------------------
