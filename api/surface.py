@@ -8,22 +8,26 @@ Two pure ASGI middlewares (no buffering, so Server-Sent Events pass straight thr
   including the static files and the endless live stream (stopped after its headers).
 - ``SurfaceMiddleware`` gives each request an id (``X-Request-ID``), adds
   ``X-Content-Type-Options: nosniff``, a ``Cache-Control`` fitting the route (the route's own
-  wins), HSTS when served over TLS or when ``MELTEMI_API_HSTS`` says the API sits behind TLS,
+  wins), HSTS when a trusted proxy says the client came over TLS (``X-Forwarded-Proto:
+  https``) or when ``MELTEMI_API_HSTS`` says the API is only reachable through TLS,
   and turns an unexpected exception into a generic 500 ``{"detail": "internal error",
   "request_id": …}``: the traceback goes to the log under that id, never to the client.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import uuid
-from typing import Final
+from typing import Final, Protocol
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 HEAD_SCOPE_KEY: Final = "meltemi.head"  # set in the GET scope a HEAD request was turned into
 REQUEST_ID_KEY: Final = "request_id"  # in scope["state"], i.e. request.state.request_id
@@ -134,5 +138,38 @@ class SurfaceMiddleware:
         headers["X-Content-Type-Options"] = "nosniff"
         if "cache-control" not in headers or status >= 500:
             headers["Cache-Control"] = cache_control(scope["path"], status, self.data_max_age_s)
-        if self.hsts or scope.get("scheme") == "https":
+        # Not scope["scheme"]: uvicorn's own proxy_headers rewrites it from X-Forwarded-Proto
+        # for any loopback peer, and `meltemi api` never terminates TLS itself.
+        if self.hsts or forwarded_https(scope):
             headers["Strict-Transport-Security"] = HSTS_VALUE
+
+
+class TrustedProxies(Protocol):
+    """The trusted-proxy check of api.client_address (``app.state.client_addresses``)."""
+
+    def is_trusted(self, address: Address) -> bool:
+        """Return True when ``address`` is one of the configured proxies."""
+        ...
+
+
+def forwarded_https(scope: Scope) -> bool:
+    """Return True when a trusted proxy says the client connected over TLS.
+
+    ``X-Forwarded-Proto: https`` counts only from a peer in ``MELTEMI_API_TRUSTED_PROXIES``
+    (``app.state.client_addresses``, the one place that decides whom to believe); without it,
+    or from any other peer, the header is ignored.
+    """
+    app = scope.get("app")
+    proxies: TrustedProxies | None = getattr(getattr(app, "state", None), "client_addresses", None)
+    client = scope.get("client")
+    if proxies is None or not client:
+        return False
+    try:
+        peer = ipaddress.ip_address(str(client[0]))
+    except ValueError:
+        return False
+    if not proxies.is_trusted(peer):
+        return False
+    values = [v for k, v in scope.get("headers", []) if k == b"x-forwarded-proto"]
+    # The proxy nearest to us appends last: its word is the one that counts.
+    return bool(values) and values[-1].split(b",")[-1].strip().lower() == b"https"

@@ -6,6 +6,7 @@ a password file and an ACL, the API under uvicorn (in a thread, or as ``meltemi 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -369,6 +370,40 @@ def test_stream_is_no_store_and_hsts_follows_the_setting(api, surface_settings):
         for path in ("/health", "/v1/parameters", "/no/such/path"):
             response = other.get(path)
             assert response.headers["strict-transport-security"] == "max-age=31536000", path
+
+
+class _Proxies:
+    """The ``is_trusted`` interface of api.client_address.ClientAddresses, for one network."""
+
+    def __init__(self, network: str) -> None:
+        self.network = ipaddress.ip_network(network)
+
+    def is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return address in self.network
+
+
+@pytest.mark.parametrize(
+    ("trusted", "proto", "hsts"),
+    [
+        pytest.param("127.0.0.0/8", "https", True, id="trusted-proxy-says-https"),
+        pytest.param("127.0.0.0/8", "http", False, id="trusted-proxy-says-http"),
+        pytest.param("127.0.0.0/8", None, False, id="no-header"),
+        pytest.param("10.0.0.0/8", "https", False, id="untrusted-peer-says-https"),
+        pytest.param(None, "https", False, id="no-trusted-proxies"),
+    ],
+)
+def test_hsts_behind_a_trusted_tls_proxy_only(surface_settings, trusted, proto, hsts):
+    server = ApiThread(surface_settings)
+    if trusted is not None:
+        server.app.state.client_addresses = _Proxies(trusted)
+    server.start()
+    try:
+        headers = {"X-Forwarded-Proto": proto} if proto else {}
+        response = server.client.get("/v1/parameters", headers=headers)
+    finally:
+        server.close()
+    assert response.status_code == 200
+    assert ("strict-transport-security" in response.headers) is hsts
 
 
 # --- 7. generic 5xx bodies with a request id ----------------------------------------------
