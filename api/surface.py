@@ -22,7 +22,9 @@ import logging
 import uuid
 from typing import Final, Protocol
 
+import anyio
 from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ NO_STORE: Final = "no-store"
 _NO_STORE_PATHS: Final = ("/health", "/metrics", "/v1/stream")
 _STATIC_MAX_AGE_S: Final = 3600  # the dashboard's files change only with a release
 _OPENAPI_MAX_AGE_S: Final = 300
+
+
+# A client that disconnects mid-answer is no server error: no traceback per dropped client
+# (issue 8: 20,200 idle connections grew the API's log by 29.6 MB in 25 s).
+_GONE: Final = (ClientDisconnect, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
 class _HeadDone(Exception):
@@ -117,6 +124,9 @@ class SurfaceMiddleware:
 
         try:
             await self.app(scope, receive, surface_send)
+        except _GONE as exc:  # the client left mid-answer: routine, one quiet line at most
+            logger.debug("request %s: client gone (%s)", request_id, type(exc).__name__)
+            return
         except Exception:  # the boundary of every request: details to the log, not the client
             logger.exception("request %s: %s %s failed", request_id, scope["method"], scope["path"])
             if started:
