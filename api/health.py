@@ -27,8 +27,8 @@ from api.models import HealthOut
 logger = logging.getLogger(__name__)
 
 HEALTH_CACHE_S: Final = 3.0
-# How long a check waits for a live feed that is not subscribed yet (just started, or
-# reconnecting after a broker restart) before calling it down.
+# A just-started live feed gets this long to subscribe before a check calls it down; later
+# checks answer at once (a slow /health is worse for a load balancer than an honest 503).
 FEED_WAIT_S: Final = 2.0
 _FEED_POLL_S: Final = 0.05
 QUERY_TIMEOUT_S: Final = 2.0  # a hung InfluxDB is down for health, not a hung /health
@@ -42,6 +42,11 @@ class FeedState(Protocol):
     @property
     def connected(self) -> bool:
         """Return True while connected and every subscription is granted."""
+        ...
+
+    @property
+    def started_at(self) -> float:
+        """Return time.monotonic() when the feed started connecting."""
         ...
 
 
@@ -78,7 +83,7 @@ class HealthProbe:
             return self._cached
 
     async def _feed_subscribed(self) -> bool:
-        deadline = time.monotonic() + self.feed_wait_s
+        deadline = self.feed.started_at + self.feed_wait_s
         while not self.feed.connected:
             if time.monotonic() >= deadline:
                 return False

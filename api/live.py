@@ -339,6 +339,7 @@ class LiveFeed:
         # reports the feed down while it is set, and the log says why.
         self.last_refusal: str | None = None
         self._connected = threading.Event()
+        self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._intake: asyncio.Queue[_Item] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -349,8 +350,14 @@ class LiveFeed:
         """Return True while subscribed to the broker."""
         return self._connected.is_set()
 
+    @property
+    def started_at(self) -> float:
+        """Return time.monotonic() when the feed started connecting (for /health's grace)."""
+        return self._started_at
+
     async def start(self) -> None:
         """Connect in the background (the API serves even while the broker is away)."""
+        self._started_at = time.monotonic()
         self._loop = asyncio.get_running_loop()
         self._intake = asyncio.Queue(INTAKE_QUEUE_SIZE)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="live-feed-dispatch")
