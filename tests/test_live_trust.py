@@ -83,11 +83,18 @@ def _clear_retained(broker: Mosquitto, topic: str) -> None:
 
 
 @pytest.fixture
-def trust_settings(settings: Settings, tmp_path: Path) -> Settings:
-    """The session's services with this module's two-station registry."""
+def broker(fresh_broker: Mosquitto) -> Mosquitto:
+    """A broker of each test's own: no other test's message on meltemi/accepted/+ (retained or
+    not) can add to the exact drop counts asserted here."""
+    return fresh_broker
+
+
+@pytest.fixture
+def trust_settings(settings: Settings, broker: Mosquitto, tmp_path: Path) -> Settings:
+    """This test's broker, the session's InfluxDB, this module's two-station registry."""
     registry = tmp_path / "trust.toml"
     registry.write_text(REGISTRY)
-    return settings.model_copy(update={"stations_file": registry})
+    return settings.model_copy(update={"stations_file": registry, "mqtt_port": broker.port})
 
 
 @pytest.fixture
