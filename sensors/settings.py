@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # The simulator's per-station secrets (a 0600 JSON file {station_id: secret}); `meltemi up`
     # writes it. Unset: simulated stations connect without a password (the test brokers).
     sim_credentials_file: Path | None = None
+    # --- API surface (issue 8 part 8; helper "apisurface") --------------------------------
+    # /docs serves Swagger UI from vendored files (api/static/vendor/swagger-ui); false: no /docs.
+    api_docs: bool = True
+    # Send Strict-Transport-Security on every response. Set it when the API is only reachable
+    # through a TLS-terminating proxy; a request that reached the API as https (TLS at uvicorn,
+    # or X-Forwarded-Proto from a trusted proxy) gets the header either way.
+    api_hsts: bool = False
+    # Cache-Control max-age of public data answers (/v1/...); health, metrics and the live
+    # stream are always no-store.
+    api_data_max_age_s: int = Field(10, ge=0, le=86_400)
+    # --- end API surface -------------------------------------------------------------------
 
 
 class SettingsError(Exception):
