@@ -369,7 +369,8 @@ class LiveFeed:
         )
         # The API's own broker user (MELTEMI_API_MQTT_USERNAME), never the ingester's: on a
         # broker with use_username_as_clientid a second login as the ingester's user would
-        # take over its session (RELIABILITY S4). its dynsec role (meltemi/broker_admin.py) gives it read access only.
+        # take over its session (RELIABILITY S4). Its dynsec role (meltemi/broker_admin.py)
+        # gives it read access only.
         if self.settings.api_mqtt_username:
             secret = self.settings.api_mqtt_password
             client.username_pw_set(
