@@ -51,6 +51,7 @@ class Observation:
     ts: dt.datetime
     station: str
     values: Mapping[str, float]
+    suspect: frozenset[str] = frozenset()  # parameters flagged suspect by QC
     synthetic: bool = False  # a daily index computed by the engine, not a reading
 
 
@@ -171,7 +172,11 @@ class AlertEngine:
                     continue  # a computed daily value is not a sign of life
                 station = self.stations[obs.station]
                 machine = self._machine(rule, station.id)
-                value = None if rule.parameter is None else index_value(rule.parameter, obs.values)
+                value = None
+                if rule.parameter is not None and (
+                    rule.kind == "stuck" or not obs.suspect & set(rule.inputs())
+                ):  # a suspect input never fires a threshold; a stuck rule looks at all
+                    value = index_value(rule.parameter, obs.values)
                 transitions = feed(rule, machine, obs.ts, value)
                 out.extend(self._publish(rule, station, transitions))
         for rule in self.rules:

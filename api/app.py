@@ -28,8 +28,10 @@ from api.influxql import UnsafeQueryPart
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import (
+    alerts,
     dashboard,
     docs,
+    fire_weather,
     health,
     latest,
     metrics,
@@ -67,6 +69,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
     for module in (health, metrics, parameters, stations, latest, series, stream):
+        app.include_router(module.router)
+    for module in (fire_weather, alerts):  # issue 10 (helper "civil")
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:

@@ -81,6 +81,24 @@ class Settings(BaseSettings):
     # stream are always no-store.
     api_data_max_age_s: int = Field(10, ge=0, le=86_400)
     # --- end API surface -------------------------------------------------------------------
+    # --- Alert engine (issue 10; helper "civil"): `meltemi alerts`, /v1/alerts --------------
+    # The rules file (TOML, alerts/rules.py); unset: the packaged alerts/default_rules.toml.
+    alerts_rules_file: Path | None = None
+    alerts_interval_s: float = Field(30.0, gt=0, le=3600)  # the timer: evaluate this often
+    # Readings are evaluated once they are this old, so that late deliveries are in place and
+    # a replay sees the same readings (a reading stored later than this is not evaluated).
+    alerts_lag_s: float = Field(120.0, ge=0, le=86_400)
+    # On the very first start (no state file), how far back the engine begins reading.
+    alerts_lookback_h: float = Field(6.0, gt=0, le=24 * 30)
+    alerts_state_file: Path | None = None  # default <data_dir>/alerts/state.json
+    alerts_sender: str = Field("meltemi@thriasio", pattern=r"^[A-Za-z0-9._:@-]{1,200}$")
+    # The engine's broker account (role meltemi-alerts: the only writer of meltemi/alerts/#).
+    alerts_mqtt_username: str | None = None
+    alerts_mqtt_password: SecretStr | None = None
+    # A replay clock for demonstrations and tests: "START@ANCHOR*SPEED" makes the engine's now
+    # START + (wall time - ANCHOR epoch seconds) * SPEED. Unset: the wall clock.
+    alerts_clock: str | None = Field(None, max_length=100)
+    # --- end alert engine ------------------------------------------------------------------
 
 
 class SettingsError(Exception):
