@@ -120,7 +120,7 @@ def test_heatwave_sigkill_changes_nothing(
             "--duration",
             "8s",
             "--no-progress",
-        ],  # fmt: skip
+        ],
         env=settings_env(base),
         capture_output=True,
         timeout=60,
