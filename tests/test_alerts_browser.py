@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from alerts.engine import AlertEngine, Observation
-from api.live_check import LiveDrop
 from alerts.rules import parse_rules
 from alerts.store import AlertStore
+from api.live_check import LiveDrop
 from sensors.alerting import AlertMessage, alerts_topic
 from sensors.registry import open_registry
 from sensors.settings import Settings
