@@ -23,7 +23,15 @@ from pydantic import BaseModel, ConfigDict
 
 from alerts.machine import MachineState, Transition, expire, feed
 from alerts.rules import Rule
-from sensors.alerting import AlertArea, AlertMessage, MsgType, Texts, episode_id, message_id
+from sensors.alerting import (
+    AlertArea,
+    AlertMessage,
+    AreaKind,
+    MsgType,
+    Texts,
+    episode_id,
+    message_id,
+)
 from sensors.derived import heat_index
 from sensors.heat import discomfort_index, utci_in_shade_value
 from sensors.registry import Station
@@ -213,7 +221,7 @@ class AlertEngine:
             sequence=machine.sequence,
             rule=rule_id,
             station=key,
-            area=AlertArea(kind="station", key=key, description=Texts(el=key, en=key)),
+            area=AlertArea(kind=_kind_of_key(key), key=key, description=Texts(el=key, en=key)),
             sent=max(now, machine.sent[-1]) if machine.sent else now,
             msg_type="Cancel",
             active=False,
@@ -350,6 +358,13 @@ class AlertEngine:
             machine.references = []
             machine.sent = []
         return message
+
+
+def _kind_of_key(key: str) -> AreaKind:
+    """Return the area kind of a machine key (see ``AlertEngine._area_key``)."""
+    if key == "network":
+        return "network"
+    return "municipality" if key.startswith("m-") else "station"
 
 
 def _duration_text(delta: dt.timedelta) -> str:
