@@ -374,9 +374,7 @@ def _bad_messages(now: int) -> tuple[list[tuple[str, bytes]], dict[str, int], in
         (
             "too_many_readings",
             "elefsina-01",
-            lambda k: json.dumps(
-                [{"ts": now - j, "values": good}] * 501 if (j := k) >= 0 else []
-            ).encode(),
+            lambda k: json.dumps([{"ts": now - k, "values": good}] * 501).encode(),
         ),
     ]
     messages = []
