@@ -44,7 +44,7 @@ async def _with_older(
     if not missing:
         return recent
     only = missing if len(missing) <= MAX_NAMED_STATIONS else None
-    (older,) = await reader.query([latest_readings(only)])
+    (older,) = await reader.query([latest_readings(only)], cache=only is None)
     return recent | _by_station(older, registry)
 
 
@@ -53,7 +53,10 @@ async def read_rows(
 ) -> dict[str, dict[str, Cell]]:
     """Return the newest reading row of one station (or every registered station)."""
     wanted: list[str] = [station_id] if station_id is not None else list(registry.ids)
-    (result,) = await reader.query([latest_readings(wanted if station_id else None, recent=True)])
+    # Every station's newest rows (the dashboard's /v1/latest) are shared for the cache TTL.
+    (result,) = await reader.query(
+        [latest_readings(wanted if station_id else None, recent=True)], cache=station_id is None
+    )
     return await _with_older(reader, registry, wanted, _by_station(result, registry))
 
 
@@ -63,7 +66,9 @@ async def read_state(
     """Return newest rows and statuses of one station (or every registered station)."""
     wanted: list[str] = [station_id] if station_id is not None else list(registry.ids)
     only = wanted if station_id else None
-    readings, status = await reader.query([latest_readings(only, recent=True), latest_status(only)])
+    readings, status = await reader.query(
+        [latest_readings(only, recent=True), latest_status(only)], cache=station_id is None
+    )
     statuses = {
         station: state
         for station, row in _by_station(status, registry).items()

@@ -161,6 +161,7 @@ class ApiThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
+            proxy_headers=False,  # as api.server: only api.client_address reads X-Forwarded-For
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-api-test", daemon=True)
