@@ -206,11 +206,11 @@ async def run_until_disconnect(
     async def app_receive() -> Message:
         return await inbox.receive()
 
-    async with anyio.create_task_group() as group:
+    with forward, inbox:
+        async with anyio.create_task_group() as group:
 
-        async def watch() -> None:
-            nonlocal disconnected
-            async with forward:
+            async def watch() -> None:
+                nonlocal disconnected
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -221,17 +221,17 @@ async def run_until_disconnect(
                         return
                     await forward.send(message)
 
-        async def run_app() -> None:
-            nonlocal error
-            try:
-                await app(scope, app_receive, tracked_send)
-            except Exception as exc:  # re-raised below, outside the task group
-                error = exc
-            finally:
-                group.cancel_scope.cancel()
+            async def run_app() -> None:
+                nonlocal error
+                try:
+                    await app(scope, app_receive, tracked_send)
+                except Exception as exc:  # re-raised below, outside the task group
+                    error = exc
+                finally:
+                    group.cancel_scope.cancel()
 
-        group.start_soon(watch)
-        group.start_soon(run_app)
+            group.start_soon(watch)
+            group.start_soon(run_app)
     if error is not None:
         raise error
     return disconnected, started

@@ -129,7 +129,9 @@ def api_settings(base: Settings, tmp: Path, **overrides: Any) -> Settings:
     registry = tmp / "stations.toml"
     registry.write_text(registry_text())
     values = base.model_dump()
-    values.update(stations_file=registry, **overrides)
+    # The API tests send many requests from one address; the rate limits (api.limits) have
+    # tests of their own (tests/test_api_cost.py), which turn them back on.
+    values.update(stations_file=registry, api_rate_per_s=0.0, **overrides)
     return Settings(**values)
 
 
