@@ -184,8 +184,18 @@ class InfluxReader:
         self, text: InfluxQL, expected: int, keep: bool = False
     ) -> list[StatementResult]:
         logger.debug("query: %s", text)
+        # The request runs in a task of its own and is cancelled there exactly once: httpx then
+        # closes the connection, and InfluxDB 1.x aborts a query whose client went away. (Under
+        # an anyio cancel scope, cancellation is re-delivered at every await, which interrupts
+        # httpx's own clean-up and leaves the connection, and the query, running.)
+        request = asyncio.ensure_future(
+            self.client.get("/query", params=query_params(self.database, text))
+        )
         try:
-            response = await self.client.get("/query", params=query_params(self.database, text))
+            response = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            request.cancel()
+            raise
         except httpx.TimeoutException as exc:
             raise StorageUnavailable("InfluxDB did not answer in time") from exc
         except httpx.HTTPError as exc:
