@@ -10,8 +10,10 @@ default is protected without a proxy (issue 8 part 6, RELIABILITY S10):
   tokens are back). Every ``/v1/`` answer carries ``RateLimit-Limit`` (the capacity),
   ``RateLimit-Remaining`` (tokens left) and ``RateLimit-Reset`` (seconds until the bucket is
   full again), and ``RateLimit-Policy: {burst};w={burst / rate}`` (the IETF draft's fields).
-  The dashboard (api/static/app.js) costs 13 tokens per page load (stations, parameters,
-  latest, one series) and a series every 5 minutes after that, far inside the defaults.
+  The dashboard (api/static/app.js) costs 8 tokens per page load (stations, parameters,
+  latest, one series), then a series every 5 minutes and one per chart change: far inside
+  the defaults (120 tokens, 2/s, a series 5), which stop a client at 24 series at once and
+  then one every 2.5 s.
 - **Heavy requests** (series): at most ``api_max_heavy_per_client`` at once per client (429
   beyond) and ``api_max_heavy`` overall; a request finding every slot taken waits at most
   ``api_heavy_wait_s``, with at most ``api_max_heavy`` requests waiting, then gets 503 with

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # Per-client token bucket over /v1/*: refill per second (0: no rate limit) and capacity.
     api_rate_per_s: float = Field(2.0, ge=0)
     api_rate_burst: int = Field(120, ge=1)
-    api_heavy_cost: int = Field(10, ge=1)  # tokens a series request takes (others take 1)
+    api_heavy_cost: int = Field(5, ge=1)  # tokens a series request takes (others take 1)
     # Concurrent heavy (series) requests: overall and per client; a request waits at most
     # api_heavy_wait_s for a slot (at most api_max_heavy waiting), then 503 (429 per client).
     api_max_heavy: int = Field(4, ge=1)
