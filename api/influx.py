@@ -24,14 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import anyio.to_thread
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from api.cpu import run_cpu
 from api.errors import StoragePartial, StorageRejected, StorageUnavailable
 from api.influxql import InfluxQL, join_statements
 from sensors.settings import Settings
@@ -188,11 +189,9 @@ class InfluxReader:
         # closes the connection, and InfluxDB 1.x aborts a query whose client went away. (Under
         # an anyio cancel scope, cancellation is re-delivered at every await, which interrupts
         # httpx's own clean-up and leaves the connection, and the query, running.)
-        request = asyncio.ensure_future(
-            self.client.get("/query", params=query_params(self.database, text))
-        )
+        request = asyncio.ensure_future(self._get(text))
         try:
-            response = await asyncio.shield(request)
+            status, raw, encoding = await asyncio.shield(request)
         except asyncio.CancelledError:
             request.cancel()
             raise
@@ -200,23 +199,29 @@ class InfluxReader:
             raise StorageUnavailable("InfluxDB did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise StorageUnavailable(f"InfluxDB is unreachable: {type(exc).__name__}") from exc
-        if response.status_code >= 500:
-            raise StorageUnavailable(f"InfluxDB answered {response.status_code}")
-        if response.status_code in (401, 403):
-            raise StorageRejected(
-                f"InfluxDB refused the API's credentials ({response.status_code})"
-            )
-        if response.status_code != 200:
-            raise StorageRejected(
-                f"InfluxDB refused the query ({response.status_code}): "
-                f"{response.text[:_DETAIL_MAX]}"
-            )
-        body = response.content
-        if keep and len(body) > CACHE_MAX_BYTES:
+        if status >= 500:
+            raise StorageUnavailable(f"InfluxDB answered {status}")
+        if status in (401, 403):
+            raise StorageRejected(f"InfluxDB refused the API's credentials ({status})")
+        if status != 200:
+            text_out = decode_body(raw, encoding)[:_DETAIL_MAX].decode("utf-8", "replace")
+            raise StorageRejected(f"InfluxDB refused the query ({status}): {text_out}")
+        if keep and len(raw) > CACHE_MAX_BYTES:
             self._too_big.add(text)  # shared with its waiters, but not kept
-        if len(body) <= THREAD_MERGE_BYTES:
-            return merge_chunks(body, expected)
-        return await anyio.to_thread.run_sync(merge_chunks, body, expected)
+        if len(raw) <= THREAD_MERGE_BYTES:
+            return merge_chunks(decode_body(raw, encoding), expected)
+        return await run_cpu(_decode_and_merge, raw, encoding, expected)
+
+    async def _get(self, text: InfluxQL) -> tuple[int, bytes, str]:
+        """Return the status, the body as sent (still compressed) and its content-encoding.
+
+        The body is decompressed and parsed in a worker thread (``_decode_and_merge``), not
+        here: inflating a large gzip answer took tens of milliseconds of the event loop.
+        """
+        params = query_params(self.database, text)
+        async with self.client.stream("GET", "/query", params=params) as response:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            return response.status_code, raw, response.headers.get("content-encoding", "")
 
     async def ping(self) -> bool:
         """Return True when InfluxDB answers ``/ping`` with a 2xx (1.x/2.x: 204, 3.x: 200)."""
@@ -262,6 +267,24 @@ class _Statement:
             for series, rows in zip(self.series, self.rows, strict=True)
         ]
         return StatementResult.model_construct(statement_id=statement_id, series=merged)
+
+
+def decode_body(raw: bytes, encoding: str) -> bytes:
+    """Return a body as InfluxDB meant it: gzip answers inflated (StorageUnavailable when cut)."""
+    if encoding.strip().lower() != "gzip":
+        return raw
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        body = inflater.decompress(raw) + inflater.flush()
+    except zlib.error as exc:
+        raise StorageUnavailable("InfluxDB's compressed answer was cut short") from exc
+    if not inflater.eof:
+        raise StorageUnavailable("InfluxDB's compressed answer was cut short")
+    return body
+
+
+def _decode_and_merge(raw: bytes, encoding: str, expected: int) -> list[StatementResult]:
+    return merge_chunks(decode_body(raw, encoding), expected)
 
 
 def merge_chunks(body: bytes, expected: int) -> list[StatementResult]:

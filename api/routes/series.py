@@ -27,12 +27,12 @@ import asyncio
 import time
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.cost import SpanCache, bound_plan
+from api.cpu import SlicedResponse, run_cpu
 from api.deps import ReaderDep, StationDep
 from api.influx import InfluxReader, StatementResult
 from api.influxql import InfluxQL
@@ -140,7 +140,7 @@ async def _query(
 
 def _csv_response(plan: SeriesPlan, text: str) -> Response:
     name = f"{plan.station_id}_{plan.interval}_{format_ts(plan.start_ns)[:10]}.csv"
-    return Response(
+    return SlicedResponse(
         text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
@@ -181,7 +181,7 @@ def _render_raw(plan: SeriesPlan, result: StatementResult) -> Response:
         "tz": plan.tz,
         "points": raw,
     }
-    return Response(RAW_SERIES_JSON.dump_json(raw_doc), media_type="application/json")
+    return SlicedResponse(RAW_SERIES_JSON.dump_json(raw_doc), media_type="application/json")
 
 
 def _render_aggregate(
@@ -206,7 +206,7 @@ def _render_aggregate(
         "tz": plan.tz,
         "points": points,
     }
-    return Response(AGG_SERIES_JSON.dump_json(doc), media_type="application/json")
+    return SlicedResponse(AGG_SERIES_JSON.dump_json(doc), media_type="application/json")
 
 
 def get_spans(request: Request) -> SpanCache:
@@ -274,10 +274,10 @@ async def series(
             result = StatementResult()
         else:
             (result,) = await reader.query([readings], cache=shared)
-        return await anyio.to_thread.run_sync(_render_raw, plan, result)
+        return await run_cpu(_render_raw, plan, result)
     stored_results, derived_results = await asyncio.gather(
         _query(reader, statements, shared), _query(reader, [readings] if readings else [], shared)
     )
     if not statements:  # an empty window: every parameter has no window
         stored_results = [StatementResult() for _ in plan.stored]
-    return await anyio.to_thread.run_sync(_render_aggregate, plan, stored_results, derived_results)
+    return await run_cpu(_render_aggregate, plan, stored_results, derived_results)
