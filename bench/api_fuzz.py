@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import figure
 
+ROOT = Path(__file__).resolve().parent.parent
 REQUESTS_AT_SCALE_1 = 10_000
 
 
