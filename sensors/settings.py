@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MELTEMI_"
@@ -81,6 +82,32 @@ class Settings(BaseSettings):
     # stream are always no-store.
     api_data_max_age_s: int = Field(10, ge=0, le=86_400)
     # --- end API surface -------------------------------------------------------------------
+    # --- API request cost (issue 8 part 6, RELIABILITY S9/S10; api.limits, api.cost) ---
+    # Peers (IP addresses or CIDR networks, JSON list) whose X-Forwarded-For is believed; from
+    # any other peer the header is ignored (rate limits and the per-address stream cap).
+    api_trusted_proxies: list[str] = Field(default_factory=list)
+    # Work budget of one series request: stored values InfluxDB would scan (readings in the
+    # station's data span within the range x parameters read); more is refused with 400.
+    api_max_scan_values: int = Field(10_000_000, ge=1000)
+    # Per-client token bucket over /v1/*: refill per second (0: no rate limit) and capacity.
+    api_rate_per_s: float = Field(2.0, ge=0)
+    api_rate_burst: int = Field(120, ge=1)
+    api_heavy_cost: int = Field(5, ge=1)  # tokens a series request takes (others take 1)
+    # Concurrent heavy (series) requests: overall and per client; a request waits at most
+    # api_heavy_wait_s for a slot (at most api_max_heavy waiting), then 503 (429 per client).
+    api_max_heavy: int = Field(4, ge=1)
+    api_max_heavy_per_client: int = Field(2, ge=1)
+    api_heavy_wait_s: float = Field(2.0, ge=0, le=30)
+    # Dashboard queries (all-station latest/stations, series ending now) are shared for this
+    # long: a crowd costs one InfluxDB query per TTL. 0 disables the cache.
+    api_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: not an address
+        return [entry.strip() for entry in value]
 
 
 class SettingsError(Exception):
