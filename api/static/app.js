@@ -531,7 +531,7 @@
 
   function renderSummary() {
     const reporting = state.stations.filter((s) => stationOnline(s.id)).length;
-    $("summary").textContent = tp("stationsReporting", reporting, { total: state.stations.length });
+    $("summary").textContent = tp("stationsReporting", reporting, { total: state.stations.length, minutes: OFFLINE_AFTER_MS / 60000 });
   }
 
   // --- chart ------------------------------------------------------------------------------
