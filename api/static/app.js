@@ -109,7 +109,7 @@
   function reportMissing(key) {
     if (state.missing.has(state.lang + ":" + key)) return;
     state.missing.add(state.lang + ":" + key);
-    console.warn("meltemi i18n: no \"%s\" in the %s catalogue; shown in English", key, state.lang);
+    console.warn("meltemi i18n: no \"" + key + "\" in the " + state.lang + " catalogue; shown in English");
     document.documentElement.dataset.i18nMissing = [...state.missing].join(" ");
   }
   // The message of a key, falling back to English (see above); {name} placeholders from vars.
