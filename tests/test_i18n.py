@@ -328,3 +328,25 @@ def test_openapi_documents_the_language_choice(api_server):
         assert params == {("query", "lang"), ("header", "accept-language")}, path
         headers = operation["responses"]["200"]["headers"]
         assert set(headers) == {"Content-Language", "Vary"}
+
+
+def test_every_safety_message_was_back_translated(catalogues):
+    """docs/translations/back-translation.json (the second pass of docs/translations.md) covers
+    every advice sentence and the official-warnings statement of every language, and leaves no
+    open difference: each one is the same meaning, fixed, or a noted harmless difference."""
+    record = json.loads(
+        (ROOT / "docs" / "translations" / "back-translation.json").read_text(encoding="utf-8")
+    )
+    safety = {k for k in catalogues["en"] if k.startswith("advice.")} | {
+        "official",
+        "warningsIntro",
+    }
+    assert len(safety) == 25
+    assert set(record) - {"_about"} == set(LANGUAGES) - {"en"}
+    for language, entries in record.items():
+        if language == "_about":
+            continue
+        assert set(entries) == safety, language
+        for key, (back, verdict) in entries.items():
+            assert back.strip(), (language, key)
+            assert verdict == "same" or verdict.startswith(("fixed: ", "note: ")), (language, key)
