@@ -392,7 +392,18 @@ def test_every_language_page_is_translated_accessible_and_live(
                 table["meta.locale"],
             )
             assert sorted(categories) == sorted(table["nowAt"]), language
-            assert page.locator("#warnings li.level").count() == 5 + 6 + 6 + 6
+            # Colour is never alone: every level has its name, its rank in words and, from the
+            # second level up, a pattern over the colour of its swatch.
+            levels = page.locator("#warnings li.level")
+            assert levels.count() == 5 + 6 + 6 + 6
+            patterns = page.evaluate(
+                "() => [...document.querySelectorAll('#warnings li.level')].map((li) => ["
+                "li.querySelector('strong').textContent.length > 0,"
+                "li.querySelector('.rank').textContent.length > 0,"
+                "getComputedStyle(li.querySelector('.swatch')).backgroundImage !== 'none'])"
+            )
+            ranks = [0, 1, 2, 3, 4] + [0, 1, 2, 3, 4, 5] * 3
+            assert patterns == [[True, True, rank > 0] for rank in ranks], language
 
             value = round(30.0 + index / 10, 1)
             reading = {
@@ -568,3 +579,38 @@ def test_keyboard_alone_reaches_and_operates_every_control(open_page):
     expect(page.page.locator("#station")).to_have_value(registry[4].id, timeout=5_000)
     assert page.wait_chart() > 0
     assert page.errors == []
+
+
+def test_language_comes_from_the_address_then_the_stored_choice_then_the_browser_then_greek(
+    browser, api
+):
+    """?lang= first, then the visitor's stored choice, then navigator.languages, then Greek."""
+    german = browser.new_context(locale="de-DE", viewport=PHONE, timezone_id="Europe/Athens")
+    try:
+        page = german.new_page()
+        page.goto(api.url + "/")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        assert page.locator("html").get_attribute("lang") == "el"  # nothing we speak: Greek
+        page.locator("#lang").select_option("uk")  # stored, and written into the address
+        expect(page.locator("html")).to_have_attribute("lang", "uk")
+        assert page.url.endswith("/?lang=uk")
+        page.goto(api.url + "/")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        assert page.locator("html").get_attribute("lang") == "uk"  # the stored choice
+        page.goto(api.url + "/?lang=ka")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        assert page.locator("html").get_attribute("lang") == "ka"  # the address wins
+        page.goto(api.url + "/?lang=xx")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        assert page.locator("html").get_attribute("lang") == "uk"  # unknown: next in line
+    finally:
+        german.close()
+    persian = browser.new_context(locale="fa-IR", viewport=PHONE, timezone_id="Europe/Athens")
+    try:
+        page = persian.new_page()
+        page.goto(api.url + "/")
+        page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+        assert page.locator("html").get_attribute("lang") == "fa"  # the browser's language
+        assert page.locator("html").get_attribute("dir") == "rtl"
+    finally:
+        persian.close()
