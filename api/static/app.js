@@ -248,7 +248,9 @@
     const pSel = $("parameter");
     pSel.replaceChildren(...availableParameters().map((id) => {
       const unit = unitOf(id);
-      return el("option", { value: id, text: paramName(id) + (unit ? " (" + unit + ")" : "") });
+      // An option cannot hold <bdi>: on right-to-left pages the unit is isolated with LRI/PDI.
+      const isolated = document.documentElement.dir === "rtl" ? "\u2066" + unit + "\u2069" : unit;
+      return el("option", { value: id, text: paramName(id) + (unit ? " (" + isolated + ")" : "") });
     }));
     pSel.value = state.parameter;
     const sSel = $("station");
