@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: the broker, its CLI clients (test witnesses), InfluxDB 1.x and its CLI,
 # Chromium for the dashboard's browser tests, nginx (the edge proxy of deploy/, tested as
-# shipped) and openssl (the tests' throw-away CA, and the TLS witness s_client).
-APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium nginx openssl
+# shipped), openssl (the tests' throw-away CA, and the TLS witness s_client) and iproute2 (ss).
+APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium nginx openssl iproute2
 # The dashboard's scripts offline (issue 12): DejaVu covers Greek, Latin, Cyrillic, Georgian,
 # Arabic and Persian, Nafees (Naskh) Urdu; fontconfig gives them to Chromium. Node and npm
 # install axe-core for the accessibility tests (tests/axe, npm ci); curl is a witness client.

@@ -27,9 +27,20 @@ from api.influx import InfluxReader, open_influx_client
 from api.influxql import UnsafeQueryPart
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import dashboard, health, latest, metrics, parameters, series, stations, stream
+from api.routes import (
+    dashboard,
+    docs,
+    health,
+    latest,
+    metrics,
+    parameters,
+    series,
+    stations,
+    stream,
+)
 from api.series import SeriesRequestError
-from sensors.registry import load_registry
+from api.surface import REQUEST_ID_KEY, HeadAsGet, SurfaceMiddleware
+from sensors.registry import open_registry
 from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -45,7 +56,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(open_influx_client(settings))
         app.state.influx = InfluxReader(client, settings.influx_db)
-        app.state.health = HealthProbe(settings, app.state.influx)
+        app.state.health = HealthProbe(app.state.influx, app.state.live_feed)
         for hook in hooks:
             await stack.enter_async_context(hook(app))
         logger.info("API ready: InfluxDB %s, database %s", settings.influx_url, settings.influx_db)
@@ -58,14 +69,22 @@ def _include_routers(app: FastAPI) -> None:
     for module in (health, metrics, parameters, stations, latest, series, stream):
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
+    if app.state.settings.api_docs:
+        app.include_router(docs.router)  # GET /docs: Swagger UI from vendored files
 
 
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    # Issue 8 part 8: a 5xx body says what kind of failure and the request id, never InfluxDB's
+    # own text (names, query fragments, credential problems); those go to the log under the id.
     assert isinstance(exc, ApiStorageError)
-    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    request_id = str(getattr(request.state, REQUEST_ID_KEY, ""))
+    logger.warning("request %s: %s %s: %s", request_id, request.method, request.url.path, exc)
     request.app.state.metrics.storage_errors.labels(type(exc).__name__).inc()
     headers = {"Retry-After": str(RETRY_AFTER_S)} if isinstance(exc, StorageUnavailable) else None
-    return JSONResponse({"detail": f"storage: {exc}"}, status_code=exc.status_code, headers=headers)
+    detail = "storage unavailable; retry later" if headers else "storage error"
+    return JSONResponse(
+        {"detail": detail, "request_id": request_id}, status_code=exc.status_code, headers=headers
+    )
 
 
 async def _bad_request(_request: Request, exc: Exception) -> JSONResponse:
@@ -85,12 +104,18 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Real-time and aggregated readings of the Meltemi climate stations",
         version="0.1.0",
         lifespan=_lifespan,
+        docs_url=None,  # api.routes.docs serves /docs from vendored files (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
-    app.state.registry = load_registry(settings.stations_file)
+    app.state.registry = open_registry(settings)
     app.state.metrics = ApiMetrics()
     app.state.lifespan_hooks = []
-    app.state.live_feed = LiveFeed(settings, app.state.registry)  # /v1/stream's MQTT feed
+    app.state.live_feed = LiveFeed(  # /v1/stream's MQTT feed; what it refuses is counted
+        settings,
+        app.state.registry,
+        on_drop=lambda reason: app.state.metrics.live_dropped.labels(reason.value).inc(),
+    )
     app.state.lifespan_hooks.append(live_feed_lifespan)
     _include_routers(app)
     app.add_exception_handler(ApiStorageError, _storage_error)
@@ -105,5 +130,11 @@ def create_app(settings: Settings) -> FastAPI:
             allow_credentials=False,
             max_age=600,
         )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: counts all
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # counts all
+    # --- API surface (issue 8 part 8): headers, request ids, generic 500s, HEAD -------------
+    app.add_middleware(
+        SurfaceMiddleware, hsts=settings.api_hsts, data_max_age_s=settings.api_data_max_age_s
+    )
+    app.add_middleware(HeadAsGet)  # outermost: everything inside sees HEAD as GET
+    # --- end API surface --------------------------------------------------------------------
     return app

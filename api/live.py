@@ -6,8 +6,13 @@ How a reading reaches a browser::
         --meltemi/accepted/{id} (QoS 0, LatestEntry JSON)--> Mosquitto --> LiveFeed (paho thread)
         --loop.call_soon_threadsafe--> StreamHub (event loop) --per-client queue--> SSE response
 
-The ingester re-publishes only what it accepted, so the stream never shows a refused value, and
-the API needs no access to the ingester's process. Station status (``stations/{id}/status``,
+The ingester re-publishes only what it accepted, and the API needs no access to the ingester's
+process. The broker does not prove who wrote a message, though, so the feed trusts nothing on
+the accepted topic by itself (issue 8 part 7): a retained message there is ignored (a newly
+started API must not replay one), and every entry is judged again by ``api.live_check`` (the
+station's registered parameters, the catalogue ranges, the ``ts`` window, no extra keys) before
+it is numbered, kept for resumption or streamed; what fails is dropped and counted by reason
+(``meltemi_api_live_dropped_total``). Station status (``stations/{id}/status``,
 retained, set offline by the station's last will) comes straight from the broker.
 
 paho runs its own network thread (``loop_start``); its callbacks only decode and validate, then
@@ -29,7 +34,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -42,6 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
+from api.live_check import LiveDrop, TimeWindow, check_entry
 from sensors.derived import DERIVED, compute_derived
 from sensors.models import MAX_PAYLOAD_BYTES, PayloadRefused, format_ts, parse_status, parse_ts_ns
 from sensors.outbound import LatestEntry, decode_entries
@@ -270,18 +276,29 @@ def _worst_flag(qc: dict[str, QcFlag], inputs: tuple[str, ...]) -> QcFlag:
     return QcFlag.SUSPECT if QcFlag.SUSPECT in flags else QcFlag.GOOD
 
 
-def status_event_data(station: StationId, payload: bytes) -> str | None:
-    """Return the ``status`` event's JSON for a status message, or None when it is not one."""
+def status_event_data(
+    station: StationId, payload: bytes, window: TimeWindow | None = None, now_ns: int = 0
+) -> str | LiveDrop:
+    """Return the ``status`` event's JSON for a status message, or why it is not shown.
+
+    A status is data about the station (state, ts, firmware), never registry facts: a message
+    with any other key (a name, a position, parameters) is not a status (StatusIn forbids extra
+    keys) and is dropped, and the event carries exactly these four keys. A retained status may
+    be old (a station offline for months), so only a ``ts`` ahead of the window is refused.
+    """
     try:
         status = parse_status(payload)
     except PayloadRefused:
-        return None
+        return LiveDrop.STATUS_MALFORMED
     ts: str | None = None
     if status.ts is not None:
         try:
-            ts = format_ts(parse_ts_ns(status.ts))
+            ts_ns = parse_ts_ns(status.ts)
+            ts = format_ts(ts_ns)
         except (ValueError, OverflowError):
-            ts = None
+            return LiveDrop.STATUS_MALFORMED
+        if window is not None and window.judge_ns(ts_ns, now_ns) is LiveDrop.TS_IN_FUTURE:
+            return LiveDrop.STATUS_TS_IN_FUTURE
     return json.dumps(
         {"station": station, "state": status.state, "ts": ts, "firmware": status.firmware},
         separators=(",", ":"),
@@ -302,16 +319,27 @@ class LiveFeed:
         hub: StreamHub | None = None,
         heartbeat_s: float = HEARTBEAT_S,
         retry_ms: int = RETRY_MS,
+        on_drop: Callable[[LiveDrop], None] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
+        self.window = TimeWindow(
+            settings.future_tolerance_s, settings.backfill_horizon_days * 86_400.0
+        )
+        # Messages and entries not streamed, by reason (written on paho's thread only).
+        self.dropped: collections.Counter[LiveDrop] = collections.Counter()
+        self._on_drop = on_drop
         self.hub = hub or StreamHub(settings.api_max_streams)
         self.heartbeat_s = heartbeat_s
         self.retry_ms = retry_ms
         self.client_id = f"meltemi-api-live-{uuid.uuid4().hex[:12]}"  # unique per process
         self.ignored_messages = 0
         self.statuses: dict[str, str] = {}  # station -> its last status event's JSON
+        # The broker's last refusal (CONNACK or SUBACK failure), None once subscribed; /health
+        # reports the feed down while it is set, and the log says why.
+        self.last_refusal: str | None = None
         self._connected = threading.Event()
+        self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._intake: asyncio.Queue[_Item] | None = None
         self._dispatcher: asyncio.Task[None] | None = None
@@ -322,8 +350,14 @@ class LiveFeed:
         """Return True while subscribed to the broker."""
         return self._connected.is_set()
 
+    @property
+    def started_at(self) -> float:
+        """Return time.monotonic() when the feed started connecting (for /health's grace)."""
+        return self._started_at
+
     async def start(self) -> None:
         """Connect in the background (the API serves even while the broker is away)."""
+        self._started_at = time.monotonic()
         self._loop = asyncio.get_running_loop()
         self._intake = asyncio.Queue(INTAKE_QUEUE_SIZE)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="live-feed-dispatch")
@@ -335,7 +369,8 @@ class LiveFeed:
         )
         # The API's own broker user (MELTEMI_API_MQTT_USERNAME), never the ingester's: on a
         # broker with use_username_as_clientid a second login as the ingester's user would
-        # take over its session (RELIABILITY S4). deploy/meltemi.acl gives it read access only.
+        # take over its session (RELIABILITY S4). Its dynsec role (meltemi/broker_admin.py)
+        # gives it read access only.
         if self.settings.api_mqtt_username:
             secret = self.settings.api_mqtt_password
             client.username_pw_set(
@@ -386,6 +421,7 @@ class LiveFeed:
         _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
+            self.last_refusal = f"connection refused: {reason_code}"
             logger.warning("live feed: broker refused the connection: %s", reason_code)
             return
         client.subscribe([(ACCEPTED_FILTER, 0), (STATUS_FILTER, 0)])
@@ -399,8 +435,12 @@ class LiveFeed:
         _properties: Properties | None,
     ) -> None:
         if any(code.is_failure for code in reason_codes):
+            # Connected but not subscribed (e.g. an ACL without read access): the stream would
+            # stay silent, so the feed is not "connected" for /health.
+            self.last_refusal = f"subscription refused: {reason_codes}"
             logger.warning("live feed: subscription refused: %s", reason_codes)
             return
+        self.last_refusal = None
         self._connected.set()
         logger.info("live feed subscribed to %s and %s", ACCEPTED_FILTER, STATUS_FILTER)
 
@@ -418,7 +458,7 @@ class LiveFeed:
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            items = self._decode(msg.topic, bytes(msg.payload))
+            items = self._decode(msg.topic, bytes(msg.payload), retained=bool(msg.retain))
         except Exception:  # a loop boundary: one bad message must not stop the feed
             logger.exception("live feed: cannot handle a message on %s", msg.topic)
             items = []
@@ -434,28 +474,56 @@ class LiveFeed:
         except RuntimeError:  # the loop closed between the check and the call (shutdown)
             return
 
-    def _decode(self, topic: str, payload: bytes) -> list[_Item]:
+    def _count_drop(self, reason: LiveDrop, topic: str) -> None:
+        self.dropped[reason] += 1
+        if self._on_drop is not None:
+            self._on_drop(reason)
+        logger.debug("live feed: not streamed (%s) from %s", reason.value, topic)
+
+    def _decode(self, topic: str, payload: bytes, *, retained: bool = False) -> list[_Item]:
         if not payload or len(payload) > MAX_PAYLOAD_BYTES:
             return []  # an empty retained message clears a status; nothing to show
+        now_ns = time.time_ns()
         if topic.startswith(ACCEPTED_PREFIX):
-            station = topic[len(ACCEPTED_PREFIX) :]
-            if not is_station_id(station) or station not in self.registry:
-                return []
-            try:  # one station's entries of one write (an array), or a single entry
-                entries = decode_entries(payload)
-            except ValidationError:
-                logger.debug("live feed: not latest entries on %s", topic)
-                return []
-            return [
-                _Item("reading", StationId(station), reading_event_data(entry))
-                for entry in entries
-                if entry.station == station
-            ]
+            return self._decode_accepted(topic, payload, retained, now_ns)
         parsed = parse_station_topic(topic)
         if parsed is None or parsed[1] != "status" or parsed[0] not in self.registry:
             return []
-        data = status_event_data(parsed[0], payload)
-        return [] if data is None else [_Item("status", parsed[0], data)]
+        data = status_event_data(parsed[0], payload, self.window, now_ns)
+        if isinstance(data, LiveDrop):
+            self._count_drop(data, topic)
+            return []
+        return [_Item("status", parsed[0], data)]
+
+    def _decode_accepted(
+        self, topic: str, payload: bytes, retained: bool, now_ns: int
+    ) -> list[_Item]:
+        # The ingester publishes accepted readings with retain=0; a retained one was left on
+        # the broker by someone (or something) earlier and is not what was just stored. The
+        # broker sets the flag on delivery only for messages sent from its retained store
+        # (MQTT 3.1.1 §3.3.1.3), so live forwarding of a genuine entry is never refused here.
+        if retained:
+            self._count_drop(LiveDrop.RETAINED, topic)
+            return []
+        station = topic[len(ACCEPTED_PREFIX) :]
+        if not is_station_id(station) or station not in self.registry:
+            self._count_drop(LiveDrop.UNKNOWN_STATION, topic)
+            return []
+        try:  # one station's entries of one write (an array), or a single entry
+            entries = decode_entries(payload)
+        except ValidationError:
+            self._count_drop(LiveDrop.MALFORMED, topic)
+            return []
+        if not entries:
+            self._count_drop(LiveDrop.MALFORMED, topic)
+        items = []
+        for entry in entries:
+            problem = check_entry(entry, station, self.registry, self.window, now_ns)
+            if problem is None:
+                items.append(_Item("reading", StationId(station), reading_event_data(entry)))
+            else:
+                self._count_drop(problem, topic)
+        return items
 
     # --- the event loop --------------------------------------------------------------------
 

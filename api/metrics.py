@@ -1,10 +1,12 @@
 """Prometheus metrics: the API's own requests, and each ingester's last ``ingest_stats``.
 
-The API counts its requests by method, route template (never the raw path, so a scanner cannot
-blow up the label set) and status, and times them to the first response byte (a stream's
-lifetime is not its latency). Ingesters snapshot their counters into InfluxDB every few
-seconds; ``/metrics`` turns the newest snapshot of each into ``meltemi_ingest_*`` families with
-an ``ingester`` label (the names the ingester's own listener uses, labelled).
+The API counts its requests by method (mapped to a fixed set: anything but the standard methods
+is ``OTHER``), route template (never the raw path) and status, so that a scanner sending random
+methods and paths cannot blow up the label set (issue 8 part 8), and times them to the first
+response byte (a stream's lifetime is not its latency). Ingesters snapshot their counters into
+InfluxDB every few seconds; ``/metrics`` turns the newest snapshot of each into
+``meltemi_ingest_*`` families with an ``ingester`` label (the names the ingester's own listener
+uses, labelled).
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.influx import Cell
+from api.surface import HEAD_SCOPE_KEY
 from sensors.schema import QuarantineReason
 
+# RFC 9110 §9 methods; any other method string (a scanner's "FOO" or 4 KB of junk) is OTHER.
+METHOD_LABELS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD: Final = "OTHER"
+UNMATCHED_ROUTE: Final = "unmatched"
 _FIELD_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _GAUGES: Final = {
     "spool_depth": "lines waiting in the ingester's spool",
@@ -58,6 +67,12 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.live_dropped = Counter(
+            "meltemi_api_live_dropped",
+            "accepted-topic messages and entries the live stream refused to show, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.storage_errors = Counter(
             "meltemi_api_storage_errors",
             "InfluxDB answers the API could not serve, by kind",
@@ -85,12 +100,13 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500  # an exception before the response starts
+        method = method_label(scope)
 
         async def timed_send(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                self.metrics.latency.labels(scope["method"], _route(scope)).observe(
+                self.metrics.latency.labels(method, _route(scope)).observe(
                     time.perf_counter() - started
                 )
             await send(message)
@@ -98,14 +114,22 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            self.metrics.requests.labels(scope["method"], _route(scope), str(status)).inc()
+            self.metrics.requests.labels(method, _route(scope), str(status)).inc()
+
+
+def method_label(scope: Scope) -> str:
+    """Return the request's method as a label of the fixed set (HEAD served as GET is HEAD)."""
+    if scope.get(HEAD_SCOPE_KEY):
+        return "HEAD"
+    method = scope["method"]
+    return method if method in METHOD_LABELS else OTHER_METHOD
 
 
 def _route(scope: Scope) -> str:
     # Starlette's router records the matched route in the (shared) scope.
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
 class IngestSnapshots(Collector):

@@ -20,7 +20,7 @@ class _Out(BaseModel):
 
 
 class HealthOut(_Out):
-    """``/health``: ok only when both the broker and InfluxDB answer."""
+    """``/health``: ok only when the live feed is subscribed and an authenticated query works."""
 
     status: Literal["ok", "degraded"]
     mqtt: bool

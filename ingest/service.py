@@ -19,7 +19,7 @@ from ingest.metrics import IngestStats, StatsCollector
 from ingest.mqtt import MqttIntake
 from ingest.spool import Spool
 from ingest.writer import ClearSky, Writer
-from sensors.registry import StationRegistry, load_registry
+from sensors.registry import StationRegistry, open_registry
 from sensors.settings import Settings
 from sensors.solar import clear_sky_ghi
 
@@ -31,7 +31,7 @@ class Ingester:
 
     def __init__(self, settings: Settings, registry: StationRegistry | None = None) -> None:
         self.settings = settings
-        self.registry = registry if registry is not None else load_registry(settings.stations_file)
+        self.registry = registry if registry is not None else open_registry(settings)
         self.stats = IngestStats()
         self.influx = InfluxWriter(settings)
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.mqtt_client_id)

@@ -7,9 +7,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from pydantic import SecretStr
+
+from meltemi.broker_admin import BrokerAdminError
+from meltemi.credentials import CredentialsError
+from meltemi.identities import IdentityError
 from sensors.registry import RegistryError
-from sensors.settings import SettingsError, load_settings
+from sensors.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +50,103 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id", default=None, help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)"
     )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
+    _add_identity_parsers(sub)
     # Everything after `simulate` belongs to the simulator's own parser (see main()).
     sub.add_parser("simulate", help="run the simulated station network", add_help=False)
     return parser
+
+
+def _add_identity_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    stations = sub.add_parser(
+        "stations", help="the station registry and each station's broker identity"
+    )
+    verbs = stations.add_subparsers(dest="verb", required=True, metavar="VERB")
+    add = verbs.add_parser("add", help="register a station; print its new broker secret once")
+    add.add_argument("station_id", metavar="ID", help="^[a-z0-9][a-z0-9-]{1,62}$")
+    add.add_argument("--name", required=True)
+    add.add_argument("--lat", type=float, required=True)
+    add.add_argument("--lon", type=float, required=True)
+    add.add_argument("--municipality", default="Unassigned")
+    add.add_argument("--elevation-m", type=float, default=0.0)
+    add.add_argument(
+        "--parameters",
+        default=None,
+        help="comma-separated parameter ids (default: every parameter of the catalogue)",
+    )
+    for verb, text in (
+        ("rotate", "new broker secret (printed once); the old one is refused at once"),
+        ("revoke", "refuse the station at once (its data and registry entry are kept)"),
+    ):
+        verbs.add_parser(verb, help=text).add_argument("station_id", metavar="ID")
+    verbs.add_parser("list", help="registered stations and their broker state")
+
+    accounts = sub.add_parser("accounts", help="broker accounts of ingesters and API replicas")
+    averbs = accounts.add_subparsers(dest="verb", required=True, metavar="VERB")
+    aadd = averbs.add_parser("add", help="create a service account; print its secret once")
+    aadd.add_argument("name", help="meltemi-ingest[-x] or meltemi-api[-x]")
+    aadd.add_argument("--role", choices=("ingester", "api"), required=True)
+    for verb in ("rotate", "revoke"):
+        averbs.add_parser(verb, help=f"{verb} a service account").add_argument("name")
+    averbs.add_parser("list", help="service accounts and their state")
+    init = averbs.add_parser(
+        "init", help="write a production broker's dynamic-security file; print the admin secret"
+    )
+    init.add_argument("file", type=Path, help="plugin_opt_config_file of the broker (new)")
+
+
+def _run_identity(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a `stations` or `accounts` verb; secrets go to stdout only, once."""
+    from meltemi import identities as ids
+
+    if args.command == "stations":
+        if args.verb == "add":
+            parameters = (
+                tuple(p.strip() for p in args.parameters.split(",") if p.strip())
+                if args.parameters
+                else ids.DEFAULT_PARAMETERS
+            )
+            secret = ids.add_station(
+                settings,
+                args.station_id,
+                name=args.name,
+                lat=args.lat,
+                lon=args.lon,
+                municipality=args.municipality,
+                elevation_m=args.elevation_m,
+                parameters=parameters,
+            )
+            _print_secret(args.station_id, secret)
+        elif args.verb == "rotate":
+            _print_secret(args.station_id, ids.rotate_station(settings, args.station_id))
+        elif args.verb == "revoke":
+            ids.revoke_station(settings, args.station_id)
+            print(f"station {args.station_id} revoked (its data and registry entry are kept)")  # noqa: T201
+        else:
+            for line in ids.list_stations(settings):
+                state = "revoked" if line.station.revoked else "registered"
+                print(  # noqa: T201  # the command's output
+                    f"{line.station.id}\t{state}\tbroker={line.broker}\t{line.station.name}"
+                )
+        return 0
+    if args.verb == "init":
+        username = settings.broker_admin_username
+        _print_secret(username, ids.init_broker_file(args.file, username))
+    elif args.verb == "add":
+        _print_secret(args.name, ids.add_account(settings, args.name, args.role))
+    elif args.verb == "rotate":
+        _print_secret(args.name, ids.rotate_account(settings, args.name))
+    elif args.verb == "revoke":
+        ids.revoke_account(settings, args.name)
+        print(f"account {args.name} revoked")  # noqa: T201
+    else:
+        for name, roles, state in ids.list_accounts(settings):
+            print(f"{name}\t{roles}\t{state}")  # noqa: T201
+    return 0
+
+
+def _print_secret(username: str, secret: SecretStr) -> None:
+    # Shown once, on stdout only: never logged, never stored for a real station.
+    print(f"username: {username}\nsecret: {secret.get_secret_value()}", flush=True)  # noqa: T201
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.client_id:
                 overrides["mqtt_client_id"] = args.client_id
         settings = load_settings(**overrides)
+        if args.command in ("stations", "accounts"):
+            return _run_identity(args, settings)
         if args.command == "ingest":
             from ingest.service import run as run_ingest
 
@@ -85,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from meltemi.up import run as run_up
 
         return run_up(settings)
-    except (SettingsError, RegistryError) as exc:
+    except (SettingsError, RegistryError, IdentityError, BrokerAdminError, CredentialsError) as exc:
         print(f"meltemi: {exc}", file=sys.stderr)  # noqa: T201  # the user's sentence
         return 2
 

@@ -11,6 +11,7 @@ import getpass
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import IO, Final
 
 import httpx
+from pydantic import SecretStr
 
+from meltemi.broker_admin import initial_config
+from meltemi.credentials import write_private
 from sensors.quoting import influxql_identifier
 
 logger = logging.getLogger(__name__)
@@ -168,11 +172,24 @@ class ManagedProcess:
         raise ServiceError(f"{self.name} not ready in {timeout_s:.0f} s: {self.log_text()[-2000:]}")
 
 
-def mosquitto_config(template: str, port: int, data_dir: Path) -> str:
-    """Return the repo's mosquitto.conf with its port and paths pointed at ``data_dir``."""
+def mosquitto_config(template: str, port: int, data_dir: Path, *, anonymous: bool = False) -> str:
+    """Return the repo's mosquitto.conf with its port and paths pointed at ``data_dir``.
+
+    ``anonymous`` (tests only) turns it into the pre-2026-12 loopback broker the existing test
+    fixtures use: no dynamic-security plugin, anonymous clients, client ids kept.
+    """
     text = re.sub(r"(?m)^listener \d+ 127\.0\.0\.1$", f"listener {port} 127.0.0.1", template)
     text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {data_dir}/", text)
     text = re.sub(r"(?m)^log_dest file .*$", f"log_dest file {data_dir}/mosquitto.log", text)
+    text = re.sub(
+        r"(?m)^plugin_opt_config_file .*$",
+        f"plugin_opt_config_file {data_dir / DYNSEC_FILE}",
+        text,
+    )
+    if anonymous:
+        text = re.sub(r"(?m)^(plugin|plugin_opt_config_file) .*$", "", text)
+        text = re.sub(r"(?m)^allow_anonymous false$", "allow_anonymous true", text)
+        text = re.sub(r"(?m)^use_username_as_clientid true$", "", text)
     # Started as root, Mosquitto drops to the `mosquitto` user, which cannot write to a private
     # data directory; keep the current user (ignored when not root).
     return text + f"\nuser {getpass.getuser()}\n"
@@ -186,15 +203,49 @@ def repo_mosquitto_conf() -> str:
     return resources.files("meltemi").joinpath("mosquitto.conf").read_text("utf-8")
 
 
-class Mosquitto(ManagedProcess):
-    """The embedded broker with the repo's configuration, data under ``data_dir``."""
+DYNSEC_FILE: Final = "dynamic-security.json"
+# Each connection is a file descriptor; Debian's default soft limit (1024) made 55 of 61 new
+# CONNECTs fail under a flood of idle sockets (issue 8). Raised for the broker child only.
+BROKER_NOFILE: Final = 65536
 
-    def __init__(self, data_dir: Path, port: int, extra_conf: str = "") -> None:
+
+def raise_nofile_limit() -> None:
+    """Raise this process's RLIMIT_NOFILE soft limit (inherited by the broker we start next)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = BROKER_NOFILE if hard == resource.RLIM_INFINITY else min(BROKER_NOFILE, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class Mosquitto(ManagedProcess):
+    """The embedded broker with the repo's configuration, data under ``data_dir``.
+
+    With ``admin`` (what `meltemi up` passes) the broker is the production shape: nothing
+    anonymous, client id = username, identities in the dynamic-security plugin whose file is
+    seeded with this admin client on first start. Without it (tests only) the broker is the
+    anonymous loopback broker of the existing fixtures.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        extra_conf: str = "",
+        *,
+        admin: tuple[str, SecretStr] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port
+        self.secured = admin is not None
         data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        if admin is not None:
+            dynsec = data_dir / DYNSEC_FILE
+            if not dynsec.exists():
+                write_private(dynsec, initial_config(admin[0], admin[1]))
         conf = data_dir / "mosquitto.conf"
-        conf.write_text(mosquitto_config(repo_mosquitto_conf(), port, data_dir) + extra_conf)
+        text = mosquitto_config(repo_mosquitto_conf(), port, data_dir, anonymous=admin is None)
+        conf.write_text(text + extra_conf)
         binary = find_binary("mosquitto", "/usr/sbin/mosquitto")
         super().__init__("mosquitto", [binary, "-c", str(conf)], data_dir / "stdout.log")
 
@@ -202,6 +253,15 @@ class Mosquitto(ManagedProcess):
     def broker_log(self) -> Path:
         """Return the path of the broker's own log file."""
         return self.data_dir / "mosquitto.log"
+
+    def start(self) -> None:
+        """Start the broker with a raised descriptor limit and a private umask (its files 0600)."""
+        raise_nofile_limit()
+        previous = os.umask(0o077)
+        try:
+            super().start()
+        finally:
+            os.umask(previous)
 
     def start_and_wait(self) -> None:
         """Start the broker and wait until it accepts connections."""

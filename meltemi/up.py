@@ -14,23 +14,47 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Final
 from urllib.parse import urlsplit
 
 from ingest.mqtt import provision_session
+from meltemi.broker_admin import BrokerAdminError, DynsecAdmin, generate_secret
+from meltemi.credentials import (
+    BROKER_FILE,
+    BrokerSecrets,
+    CredentialsError,
+    load_broker_secrets,
+    load_station_secrets,
+    save_broker_secrets,
+    save_station_secrets,
+    secrets_dir,
+)
+from meltemi.identities import simulator_secrets_path
 from meltemi.influxdb_users import (
     Credential,
     ProvisioningError,
     load_or_create_secrets,
     provision,
 )
-from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, ServiceError, port_open
+from meltemi.services import (
+    DYNSEC_FILE,
+    InfluxDB,
+    ManagedProcess,
+    Mosquitto,
+    ServiceError,
+    port_open,
+)
+from sensors.registry import open_registry
 from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 RESTART_LIMIT: Final = 5
+# The embedded platform's own broker users (shared naming: meltemi-ingest…, meltemi-api…).
+INGEST_USER: Final = "meltemi-ingest"
+API_USER: Final = "meltemi-api"
 SIMULATOR_ARGS: Final = ("--backfill", "48h")
 
 
@@ -55,6 +79,75 @@ def _influx_env(env: dict[str, str], credential: Credential) -> dict[str, str]:
     }
 
 
+def _broker_secrets(settings: Settings, data_dir: Path) -> BrokerSecrets:
+    """Return the platform's own broker secrets, generated on the first run and then reused."""
+    try:
+        stored = load_broker_secrets(data_dir)
+    except CredentialsError as exc:
+        raise ServiceError(str(exc)) from exc
+    if stored is not None:
+        return stored
+    if (data_dir / "mosquitto" / DYNSEC_FILE).exists():
+        raise ServiceError(
+            f"{data_dir}/secrets/{BROKER_FILE} is missing but the broker already has identities "
+            f"({data_dir}/mosquitto/{DYNSEC_FILE}); restore the secrets file or remove both"
+        )
+    secrets = BrokerSecrets(
+        admin_username=settings.broker_admin_username,
+        admin_password=generate_secret(),
+        ingest_username=INGEST_USER,
+        ingest_password=generate_secret(),
+        api_username=API_USER,
+        api_password=generate_secret(),
+    )
+    path = save_broker_secrets(data_dir, secrets)
+    logger.info("generated the platform's broker credentials in %s (mode 0600)", path)
+    return secrets
+
+
+def _provision(settings: Settings, secrets: BrokerSecrets, sim_file: Path) -> int:
+    """Create the ingester's, the API's and every simulated station's identity if missing.
+
+    A registered station the broker already knows but whose secret we do not hold is a real
+    station added with `meltemi stations add`: the simulator leaves it alone. Returns the
+    number of simulated stations.
+    """
+    stations = load_station_secrets(sim_file)
+    admin = DynsecAdmin(
+        "127.0.0.1", settings.mqtt_port, secrets.admin_username, secrets.admin_password
+    )
+    with admin:
+        known = admin.clients()
+        if secrets.ingest_username not in known:
+            admin.add_service(secrets.ingest_username, "ingester", secrets.ingest_password)
+        if secrets.api_username not in known:
+            admin.add_service(secrets.api_username, "api", secrets.api_password)
+        for station in open_registry(settings):
+            if station.revoked:
+                continue
+            secret = stations.get(station.id)
+            if secret is None and station.id in known:
+                continue  # someone else's station
+            if secret is None:
+                secret = stations[station.id] = generate_secret()
+            if station.id not in known:
+                admin.add_station(station.id, secret)
+    save_station_secrets(sim_file, stations)
+    return len(stations)
+
+
+def _client_env(secrets: BrokerSecrets, sim_file: Path) -> dict[str, str]:
+    """Return the children's broker credentials as MELTEMI_* variables (never logged)."""
+    return {
+        "MELTEMI_MQTT_USERNAME": secrets.ingest_username,
+        "MELTEMI_MQTT_PASSWORD": secrets.ingest_password.get_secret_value(),
+        "MELTEMI_MQTT_CLIENT_ID": secrets.ingest_username,
+        "MELTEMI_API_MQTT_USERNAME": secrets.api_username,
+        "MELTEMI_API_MQTT_PASSWORD": secrets.api_password.get_secret_value(),
+        "MELTEMI_SIM_CREDENTIALS_FILE": str(sim_file),
+    }
+
+
 def run(settings: Settings) -> int:
     """Start everything, print the dashboard URL, and wait for Ctrl-C; return the exit code."""
     data_dir = settings.data_dir.resolve()
@@ -62,11 +155,23 @@ def run(settings: Settings) -> int:
     _check_free(settings.mqtt_port, "mqtt")
     _check_free(influx_port, "influx")
     _check_free(settings.api_port, "api")
-    env = {**os.environ, "MELTEMI_DATA_DIR": str(data_dir)}
-    broker = Mosquitto(data_dir / "mosquitto", settings.mqtt_port)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    try:
+        secrets = _broker_secrets(settings, data_dir)
+    except ServiceError as exc:
+        logger.error("%s", exc)
+        return 1
+    sim_file = simulator_secrets_path(data_dir)
+    secrets_dir(data_dir)
+    env = {**os.environ, "MELTEMI_DATA_DIR": str(data_dir), **_client_env(secrets, sim_file)}
+    broker = Mosquitto(
+        data_dir / "mosquitto",
+        settings.mqtt_port,
+        admin=(secrets.admin_username, secrets.admin_password),
+    )
     # InfluxDB runs deploy/influxdb.conf itself (auth on, loopback, production limits); the
     # ingester gets a user with ALL on the database, the API a READ-only one (issue 8 part 2).
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     influx = InfluxDB(data_dir / "influxdb", influx_port, shipped=True)
     try:
         influx_secrets = load_or_create_secrets(data_dir / "secrets" / "influxdb.json")
@@ -103,9 +208,21 @@ def run(settings: Settings) -> int:
             )
         except ProvisioningError as exc:
             raise ServiceError(f"InfluxDB provisioning: {exc}") from exc
+        try:
+            simulated = _provision(settings, secrets, sim_file)
+        except (BrokerAdminError, CredentialsError) as exc:
+            raise ServiceError(f"cannot provision the broker identities: {exc}") from exc
+        logger.info("broker identities ready: ingester, API and %d simulated stations", simulated)
         # The ingester's session must exist before any station publishes (the back-fill starts
         # at once); otherwise the broker has no one to queue those readings for.
-        if not provision_session(settings):
+        ingest_settings = settings.model_copy(
+            update={
+                "mqtt_username": secrets.ingest_username,
+                "mqtt_password": secrets.ingest_password,
+                "mqtt_client_id": secrets.ingest_username,
+            }
+        )
+        if not provision_session(ingest_settings):
             raise ServiceError("the broker did not confirm the ingester's subscription")
 
         for child in children:

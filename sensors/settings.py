@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_cors_origins: list[str] = Field(default_factory=list)
     api_max_streams: int = Field(100, ge=1)
-    # The API's own broker credentials for the live stream (read-only in deploy/meltemi.acl).
+    # The API's own broker credentials for the live stream (read-only: the meltemi-api role).
     api_mqtt_username: str | None = None
     api_mqtt_password: SecretStr | None = None
 
@@ -60,6 +60,27 @@ class Settings(BaseSettings):
     # Duration of the `quarantine` retention policy that deploy/provision_influxdb.py and
     # `meltemi up` create on the database (the ingester writes quarantine records into it).
     quarantine_retention_days: int = Field(90, ge=1, le=36500)
+    # ---- Broker identities (issue 8; `meltemi stations`, `meltemi accounts`, `meltemi up`) ----
+    # The dynamic-security admin client the commands use to apply changes to a running broker.
+    # Unset password: read from the embedded set-up's <data_dir>/secrets/broker.json (0600).
+    broker_admin_username: str = Field(
+        "meltemi-admin", pattern=r"^meltemi-admin(-[a-z0-9]{1,32})?$"
+    )
+    broker_admin_password: SecretStr | None = None
+    # The simulator's per-station secrets (a 0600 JSON file {station_id: secret}); `meltemi up`
+    # writes it. Unset: simulated stations connect without a password (the test brokers).
+    sim_credentials_file: Path | None = None
+    # --- API surface (issue 8 part 8; helper "apisurface") --------------------------------
+    # /docs serves Swagger UI from vendored files (api/static/vendor/swagger-ui); false: no /docs.
+    api_docs: bool = True
+    # Send Strict-Transport-Security on every response. Set it when the API is only reachable
+    # through a TLS-terminating proxy; a request that reached the API as https (TLS at uvicorn,
+    # or X-Forwarded-Proto from a trusted proxy) gets the header either way.
+    api_hsts: bool = False
+    # Cache-Control max-age of public data answers (/v1/...); health, metrics and the live
+    # stream are always no-store.
+    api_data_max_age_s: int = Field(10, ge=0, le=86_400)
+    # --- end API surface -------------------------------------------------------------------
 
 
 class SettingsError(Exception):

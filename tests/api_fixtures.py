@@ -7,7 +7,9 @@ same values, independently of the API.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -220,3 +222,58 @@ def serve_api(
     """Run the API for the duration of a ``with`` block, its live feed subscribed."""
     with serve(settings, configure, wait_feed=True) as server:
         yield server
+
+
+# --- Server-Sent Events client of the stream tests (test_stream, test_live_trust) ---------
+
+
+class SseStream:
+    """A minimal Server-Sent Events reader over httpx (an independent client, not our code)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.client = httpx.Client(timeout=httpx.Timeout(10.0))
+        self._context = self.client.stream("GET", url, headers=headers or {})
+        self.response = self._context.__enter__()
+        self._lines = self.response.iter_lines()
+
+    def next_block(self, match: Callable[[dict[str, Any]], bool], timeout_s: float = 5.0):
+        """Return the next event block (fields; comments under "comments") that ``match``es."""
+        deadline = time.monotonic() + timeout_s
+        block: dict[str, Any] = {}
+        for line in self._lines:
+            if time.monotonic() > deadline:
+                break
+            if line == "":
+                if block and match(block):
+                    return block
+                block = {}
+                continue
+            if line.startswith(":"):
+                block.setdefault("comments", []).append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            block[name] = value[1:] if value.startswith(" ") else value
+        raise AssertionError(f"no matching event within {timeout_s} s")
+
+    def next_event(self, kind: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        """Return the next event of this kind, its data decoded."""
+        block = self.next_block(lambda b: b.get("event") == kind, timeout_s)
+        return {"id": block.get("id"), "data": json.loads(block["data"])}
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._context.__exit__(None, None, None)
+        self.client.close()
+
+
+@contextmanager
+def open_stream(url: str, headers: dict[str, str] | None = None) -> Iterator[SseStream]:
+    """Open an SSE stream and wait for its opening ``retry:`` block."""
+    stream = SseStream(url, headers)
+    try:
+        assert stream.response.status_code == 200, stream.response.read()
+        assert stream.response.headers["content-type"].startswith("text/event-stream")
+        stream.next_block(lambda b: "retry" in b)
+        yield stream
+    finally:
+        stream.close()

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
+from meltemi.broker_admin import DynsecAdmin, generate_secret
+from meltemi.credentials import BrokerSecrets, save_broker_secrets
+from meltemi.services import (
+    InfluxDB,
+    ManagedProcess,
+    Mosquitto,
+    find_binary,
+    free_port,
+    port_open,
+    raise_nofile_limit,
+)
 from sensors.settings import Settings
 from tests.helpers import prometheus_value, settings_env, wait_for
+from tests.mqtt_clients import make_ca, openssl
 
 
 @pytest.fixture(autouse=True)
@@ -180,3 +195,155 @@ def ingester_factory(tmp_path: Path) -> Iterator[Callable[..., IngesterProcess]]
     finally:
         for ingester in started:
             ingester.stop()
+
+
+# ---- Broker identities (issue 8): a broker with the production shape ----------------------------
+@dataclass
+class SecureBroker:
+    """The embedded broker as `meltemi up` runs it: nothing anonymous, dynamic-security clients."""
+
+    broker: Mosquitto
+    data_dir: Path
+    secrets: BrokerSecrets
+
+    @property
+    def port(self) -> int:
+        """Return the broker's loopback port."""
+        return self.broker.port
+
+    def admin(self) -> DynsecAdmin:
+        """Return an (unopened) admin connection."""
+        return DynsecAdmin(
+            "127.0.0.1", self.port, self.secrets.admin_username, self.secrets.admin_password
+        )
+
+    def cli_env(self, **extra: str) -> dict[str, str]:
+        """Return the environment of a `meltemi stations` run against this broker."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MELTEMI_")}
+        env.update(
+            {"MELTEMI_DATA_DIR": str(self.data_dir), "MELTEMI_MQTT_PORT": str(self.port), **extra}
+        )
+        return env
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path) -> Iterator[SecureBroker]:
+    """A broker with the shipped mosquitto.conf (auth on), its admin secret stored as `up` does."""
+    data_dir = tmp_path / "var"
+    secrets = BrokerSecrets(
+        admin_username="meltemi-admin",
+        admin_password=generate_secret(),
+        ingest_username="meltemi-ingest",
+        ingest_password=generate_secret(),
+        api_username="meltemi-api",
+        api_password=generate_secret(),
+    )
+    save_broker_secrets(data_dir, secrets)
+    broker = Mosquitto(
+        data_dir / "mosquitto", free_port(), admin=(secrets.admin_username, secrets.admin_password)
+    )
+    broker.start_and_wait()
+    try:
+        yield SecureBroker(broker, data_dir, secrets)
+    finally:
+        broker.stop()
+
+
+@dataclass
+class ProductionBroker:
+    """deploy/mosquitto-production.conf as shipped (ports and paths substituted), its CA."""
+
+    process: ManagedProcess
+    loopback_port: int
+    tls_port: int
+    ca_file: Path
+    log: Path
+    admin_secret: SecretStr
+
+    def admin(self) -> DynsecAdmin:
+        """Return an (unopened) admin connection over the loopback listener."""
+        return DynsecAdmin("127.0.0.1", self.loopback_port, "meltemi-admin", self.admin_secret)
+
+
+@pytest.fixture
+def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
+    """Start deploy/mosquitto-production.conf with a throw-away CA; stopped by PID."""
+    certs = tmp_path / "certs"
+    ca_cert, ca_key = make_ca(certs)
+    key, csr, cert = certs / "broker.key", certs / "broker.csr", certs / "broker.crt"
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    ext = certs / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
+    )
+    state = tmp_path / "lib"
+    state.mkdir()
+    loopback_port, tls_port = free_port(), free_port()
+    text = (Path(__file__).resolve().parent.parent / "deploy/mosquitto-production.conf").read_text()
+    substituted = (
+        text.replace("listener 1883 127.0.0.1", f"listener {loopback_port} 127.0.0.1")
+        .replace("listener 8883", f"listener {tls_port}")
+        .replace("/etc/mosquitto/certs/", f"{certs}/")
+        .replace("/var/lib/mosquitto/", f"{state}/")
+        .replace("/var/log/mosquitto/", f"{tmp_path}/")
+    )
+    assert substituted.count(str(tmp_path)) == 5
+    # As root, Mosquitto drops to the `mosquitto` user, who cannot read a private temp dir;
+    # debug logging makes every "Denied PUBLISH" visible (RELIABILITY S2 counts them).
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(substituted + f"\nuser {getpass.getuser()}\nlog_type debug\n")
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meltemi.cli",
+            "accounts",
+            "init",
+            str(state / "dynamic-security.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    secret = SecretStr(init.stdout.split("secret: ", 1)[1].strip())
+    raise_nofile_limit()  # what deploy/mosquitto.service.d/meltemi.conf does under systemd
+    process = ManagedProcess(
+        "mosquitto",
+        [find_binary("mosquitto", "/usr/sbin/mosquitto"), "-c", str(conf)],
+        tmp_path / "stdout.log",
+    )
+    process.start()
+    try:
+        process.wait_until(lambda: port_open(loopback_port) and port_open(tls_port))
+        yield ProductionBroker(
+            process, loopback_port, tls_port, ca_cert, tmp_path / "mosquitto.log", secret
+        )
+    finally:
+        process.stop()

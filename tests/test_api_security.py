@@ -385,7 +385,7 @@ def test_chunk_merging_serves_only_complete_answers(chunks, expected, outcome):
             merge_chunks(body, expected)
 
 
-def test_credentials_travel_only_in_headers(strict_influx, broker, tmp_path):
+def test_credentials_travel_only_in_headers(strict_influx, broker, tmp_path, caplog):
     good = _strict_settings(
         strict_influx, broker, tmp_path, influx_username="reader", influx_password="reader-secret-2"
     )
@@ -398,7 +398,13 @@ def test_credentials_travel_only_in_headers(strict_influx, broker, tmp_path):
     with serve(wrong) as api:
         refused = api.get("/v1/stations")
         assert refused.status_code == 502
-        assert "credentials" in refused.json()["detail"]
+        # The body names no internals (issue 8 part 8); the log says why, under the request id.
+        body = refused.json()
+        assert body == {"detail": "storage error", "request_id": refused.headers["x-request-id"]}
+        assert any(
+            body["request_id"] in r.getMessage() and "credentials" in r.getMessage()
+            for r in caplog.records
+        )
         assert "nope-3" not in refused.text
     # 1.6.7 answers the 2.x/3.x `Token` scheme with 401 (RELIABILITY §0.8): refused, not served.
     token = _strict_settings(strict_influx, broker, tmp_path, influx_token="reader:reader-secret-2")

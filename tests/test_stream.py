@@ -7,8 +7,6 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import numpy as np
@@ -16,64 +14,22 @@ import pytest
 
 from api.live import LiveFeed, StreamHub, StreamLimitReached
 from sensors.derived import compute_derived
+from sensors.models import format_ts
 from sensors.settings import Settings
 from sensors.topics import StationId, accepted_topic, status_topic
-from tests.api_fixtures import ApiServer, serve_api
+from tests.api_fixtures import ApiServer, SseStream, open_stream, serve_api
 from tests.helpers import mosquitto_pub, wait_for
 
 HEARTBEAT_S = 0.3  # short, so that the tests see heartbeats and notice closed clients quickly
 
 
-class SseStream:
-    """A minimal Server-Sent Events reader over httpx (an independent client, not our code)."""
+def recent(minute: int = 0) -> str:
+    """Return a ts ``minute`` minutes after the start of the hour before the current one.
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
-        self.client = httpx.Client(timeout=httpx.Timeout(10.0))
-        self._context = self.client.stream("GET", url, headers=headers or {})
-        self.response = self._context.__enter__()
-        self._lines = self.response.iter_lines()
-
-    def next_block(self, match: Callable[[dict[str, Any]], bool], timeout_s: float = 5.0):
-        """Return the next event block (fields; comments under "comments") that ``match``es."""
-        deadline = time.monotonic() + timeout_s
-        block: dict[str, Any] = {}
-        for line in self._lines:
-            if time.monotonic() > deadline:
-                break
-            if line == "":
-                if block and match(block):
-                    return block
-                block = {}
-                continue
-            if line.startswith(":"):
-                block.setdefault("comments", []).append(line[1:].strip())
-                continue
-            name, _, value = line.partition(":")
-            block[name] = value[1:] if value.startswith(" ") else value
-        raise AssertionError(f"no matching event within {timeout_s} s")
-
-    def next_event(self, kind: str, timeout_s: float = 5.0) -> dict[str, Any]:
-        """Return the next event of this kind, its data decoded."""
-        block = self.next_block(lambda b: b.get("event") == kind, timeout_s)
-        return {"id": block.get("id"), "data": json.loads(block["data"])}
-
-    def close(self) -> None:
-        """Close the connection."""
-        self._context.__exit__(None, None, None)
-        self.client.close()
-
-
-@contextmanager
-def open_stream(url: str, headers: dict[str, str] | None = None) -> Iterator[SseStream]:
-    """Open an SSE stream and wait for its opening ``retry:`` block."""
-    stream = SseStream(url, headers)
-    try:
-        assert stream.response.status_code == 200, stream.response.read()
-        assert stream.response.headers["content-type"].startswith("text/event-stream")
-        stream.next_block(lambda b: "retry" in b)
-        yield stream
-    finally:
-        stream.close()
+    Entries must lie inside the contract's time window to be streamed (api.live_check).
+    """
+    hour_s = (int(time.time()) // 3600 - 1) * 3600
+    return format_ts((hour_s + 60 * minute) * 1_000_000_000)
 
 
 def entry(station: str, ts: str, **values: float) -> str:
@@ -108,7 +64,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
     with open_stream(f"{api.url}/v1/stream") as stream:
         payload = entry(
             "elefsina-01",
-            "2026-07-20T12:00:00Z",
+            ts := recent(),
             air_temperature=35.0,
             relative_humidity=40.0,
             wind_speed=3.0,
@@ -120,7 +76,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
     assert event["id"] is not None
     assert event["id"].isdigit()
     assert data["station"] == "elefsina-01"
-    assert data["ts"] == "2026-07-20T12:00:00Z"
+    assert data["ts"] == ts
     assert data["seq"] == 7
     expected = compute_derived(
         {
@@ -145,7 +101,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
 def test_station_filter_and_its_validation(api, broker):
     with open_stream(f"{api.url}/v1/stream?stations=elefsina-02,fyli-01") as stream:
         for station in ("elefsina-01", "elefsina-02"):
-            body = entry(station, "2026-07-20T12:01:00Z", air_temperature=30.0)
+            body = entry(station, recent(1), air_temperature=30.0)
             mosquitto_pub(broker.port, accepted_topic(station), body, 0)
         assert stream.next_event("reading")["data"]["station"] == "elefsina-02"
 
@@ -164,20 +120,20 @@ def test_unknown_or_malformed_accepted_messages_are_not_streamed(api, broker):
         mosquitto_pub(
             broker.port,
             accepted_topic("nowhere-9"),
-            entry("nowhere-9", "2026-07-20T12:00:00Z", air_temperature=1.0),
+            entry("nowhere-9", recent(), air_temperature=1.0),
             0,
         )
         mosquitto_pub(
             broker.port,
             accepted_topic("mandra-01"),
-            entry("fyli-01", "2026-07-20T12:00:00Z", air_temperature=1.0),
+            entry("fyli-01", recent(), air_temperature=1.0),
             0,
         )
         mosquitto_pub(broker.port, accepted_topic("mandra-01"), b"{not json", 0)
         mosquitto_pub(
             broker.port,
             accepted_topic("mandra-01"),
-            entry("mandra-01", "2026-07-20T12:00:00Z", air_temperature=2.0),
+            entry("mandra-01", recent(), air_temperature=2.0),
             0,
         )
         data = stream.next_event("reading")["data"]
@@ -189,7 +145,7 @@ def test_last_event_id_resumes_with_what_was_missed(api, broker):
     ids = []
     with open_stream(f"{api.url}/v1/stream?stations=magoula-01") as stream:
         for minute in range(3):
-            ts = f"2026-07-20T12:0{minute}:00Z"
+            ts = recent(minute)
             body = entry("magoula-01", ts, air_temperature=20.0 + minute)
             mosquitto_pub(broker.port, accepted_topic("magoula-01"), body, 0)
             ids.append(stream.next_event("reading")["id"])

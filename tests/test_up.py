@@ -3,8 +3,10 @@ and a second run keeps the data."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import stat
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 
 from meltemi.services import ManagedProcess, free_port, port_open
 from tests.helpers import wait_for
+from tests.mqtt_clients import connack
 
 
 def _up(tmp_path, ports: dict[str, int]) -> ManagedProcess:
@@ -70,6 +73,12 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
         except AssertionError:
             raise AssertionError(f"{url}: {str(seen[-1:])[:1500]}") from None
         assert all(-50 <= p["values"]["air_temperature"]["mean"] <= 60 for p in points)
+        # the broker side of the production shape: nothing anonymous, stations as themselves
+        assert connack(ports["mqtt"], None) == 5
+        assert connack(ports["mqtt"], None, v5=True) == 0x87
+        broker_log = (tmp_path / "var" / "mosquitto" / "mosquitto.log").read_text()
+        assert "as elefsina-01 (p2, c1, k" in broker_log
+        assert "u'elefsina-01')" in broker_log
 
         def every_station_latest() -> list[dict[str, Any]]:
             entries: list[dict[str, Any]] = httpx.get(f"{api}/v1/latest", timeout=10).json()[
@@ -90,15 +99,39 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
     assert code == 0, up.log_text()[-3000:]
     assert not any(port_open(p) for p in ports.values())  # every child stopped
     stored_before = len(points)
+    credentials = _check_private_secrets(tmp_path)
 
     again = _up(tmp_path, ports)  # a second run keeps the earlier data
     try:
         wait_for(lambda: _healthy(f"{api}/health"), timeout_s=90, message="/health again")
         kept = httpx.get(url, timeout=30).json()["points"]
         assert len(kept) >= stored_before
+        assert _check_private_secrets(tmp_path) == credentials  # the same credentials reused
     finally:
         again.signal(signal.SIGTERM)
         assert again.wait(90) == 0
         again.stop()
 
     wait_for(lambda: not any(port_open(p) for p in ports.values()), timeout_s=10)
+
+
+def _check_private_secrets(tmp_path) -> dict[str, str]:
+    """Assert the secrets files are 0600 in 0700 dirs and no secret is in any log; return them."""
+    data = tmp_path / "var"
+    secrets_dir = data / "secrets"
+    broker = json.loads((secrets_dir / "broker.json").read_text())
+    stations = json.loads((secrets_dir / "simulator-stations.json").read_text())
+    assert len(stations) == 13  # every simulated station has an identity of its own
+    for path in (secrets_dir / "broker.json", secrets_dir / "simulator-stations.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((data / "mosquitto" / "dynamic-security.json").stat().st_mode) == 0o600
+    for directory in (data, secrets_dir, data / "mosquitto"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    values = [v for k, v in broker.items() if k.endswith("_password")] + list(stations.values())
+    assert len(set(values)) == 16
+    logs = [tmp_path / "up.log", *data.rglob("*.log")]
+    assert len(logs) >= 2
+    for log in logs:
+        text = log.read_text(errors="replace")
+        assert not [v for v in values if v in text], log
+    return {**broker, **stations}

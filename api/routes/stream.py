@@ -72,7 +72,7 @@ class _StreamResponse(StreamingResponse):
             content,
             media_type="text/event-stream",
             headers={
-                "Cache-Control": "no-cache",
+                "Cache-Control": "no-store",  # the live state: never from a cache
                 "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
             },
         )

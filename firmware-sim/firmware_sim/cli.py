@@ -14,9 +14,10 @@ from types import FrameType
 
 from firmware_sim.errors import SimulatorError
 from firmware_sim.faults import FAULT_KINDS, load_plan
+from firmware_sim.link import load_station_secrets
 from firmware_sim.runner import FIRMWARE_VERSION, RunOptions, StationNetwork
 from firmware_sim.sites import extra_stations, write_registry
-from sensors.registry import Station, load_registry
+from sensors.registry import Station, open_registry
 from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_stations(settings: Settings, count: int | None, seed: int) -> list[Station]:
     """Return the registry's stations, truncated or extended with generated ones to ``count``."""
-    registry = list(load_registry(settings.stations_file))
+    registry = [s for s in open_registry(settings) if not s.revoked]
+    if settings.sim_credentials_file is not None:  # only stations we hold a broker secret for
+        secrets = load_station_secrets(settings.sim_credentials_file)
+        registry = [s for s in registry if s.id in secrets]
     if count is None or count == len(registry):
         return registry
     if count <= len(registry):

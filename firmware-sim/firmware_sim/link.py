@@ -24,12 +24,14 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from firmware_sim.errors import SimulatorError
 from firmware_sim.state import SpooledItem
 from sensors.models import MAX_PAYLOAD_BYTES, MAX_READINGS_PER_MESSAGE, format_ts
 from sensors.settings import Settings
@@ -168,7 +170,7 @@ class StationLink:
             clean_session=True,
             userdata=self,
         )
-        client.username_pw_set(self.station_id)
+        client.username_pw_set(self.station_id, net.secrets.get(self.station_id))
         client.will_set(
             status_topic(self.station_id), net.status_payload("offline"), qos=1, retain=True
         )
@@ -246,6 +248,23 @@ class StationLink:
         return info.mid if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS else None
 
 
+def load_station_secrets(path: Path | None) -> dict[str, str]:
+    """Return {station_id: broker secret} from the simulator's credentials file (0600 JSON).
+
+    `meltemi up` writes it (each simulated station is a broker identity of its own); None
+    means the stations connect with their id and no password (the tests' anonymous brokers).
+    """
+    if path is None:
+        return {}
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SimulatorError(f"{path}: cannot read the station credentials: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SimulatorError(f"{path}: expected an object of station id -> secret")
+    return {str(k): str(v) for k, v in document.items()}
+
+
 class Network:
     """The selector loop shared by every station's connection."""
 
@@ -253,6 +272,7 @@ class Network:
         self, settings: Settings, firmware: str, keepalive_s: int, max_backoff_s: float, seed: int
     ) -> None:
         self.settings = settings
+        self.secrets = load_station_secrets(settings.sim_credentials_file)
         self.firmware = firmware
         self.keepalive_s = keepalive_s
         self.max_backoff_s = max_backoff_s
