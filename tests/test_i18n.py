@@ -261,6 +261,10 @@ def test_parameters_in_the_requested_language(api_server, catalogues):
     ukrainian = api_server.client.get("/v1/parameters", headers={"Accept-Language": "uk-UA"})
     assert ukrainian.headers["content-language"] == "uk"
     assert ukrainian.json()["parameters"][0]["name"] == "Температура повітря"
+    head = api_server.client.head("/v1/levels", params={"lang": "uk"})
+    assert head.status_code == 200
+    assert head.headers["content-language"] == "uk"
+    assert head.content == b""
     unknown = api_server.get("/v1/parameters", lang="tlh")
     assert unknown.headers["content-language"] == "en"
     assert unknown.json() == api_server.get("/v1/parameters").json()
