@@ -403,6 +403,20 @@ def test_every_language_page_is_translated_accessible_and_live(
                 table["meta.locale"],
             )
             assert sorted(categories) == sorted(table["nowAt"]), language
+            # A counted message takes the language's plural form and its digits.
+            reporting = page.evaluate(
+                "([locale, n, total]) => { const f = new Intl.NumberFormat(locale);"
+                " return [new Intl.PluralRules(locale).select(n), f.format(n), f.format(total),"
+                " f.format(15)]; }",
+                [table["meta.locale"], len(registry), len(registry)],
+            )
+            form = table["stationsReporting"][reporting[0]]
+            want_summary = (
+                form.replace("{count}", reporting[1])
+                .replace("{total}", reporting[2])
+                .replace("{minutes}", reporting[3])
+            )
+            expect(page.locator("#summary")).to_have_text(want_summary)
             # Colour is never alone: every level has its name, its rank in words and, from the
             # second level up, a pattern over the colour of its swatch.
             levels = page.locator("#warnings li.level")
