@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +46,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# The README's screenshots are regenerated on request only (a test run must not rewrite the tree):
+#   TEST_SCREENSHOTS_DIR=docs/screenshots .venv/bin/pytest tests/test_dashboard_browser.py
+SCREENSHOTS = Path(
+    os.environ.get("TEST_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="meltemi-screenshots-")
+)
 HISTORY_STATIONS = ("elefsina-01", "aspropyrgos-01")
 HISTORY_DAYS = 30
 HISTORY_STEP_S = 1800
@@ -150,7 +156,7 @@ class Page:
         return int(self.page.locator("#chart").get_attribute("data-points") or 0)
 
     def screenshot(self, name: str, full_page: bool = True) -> None:
-        """Save a screenshot under docs/screenshots/."""
+        """Save a screenshot under SCREENSHOTS (docs/screenshots/ when asked to)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         self.page.wait_for_timeout(300)  # let the last transition settle
         self.page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
