@@ -8,6 +8,7 @@ only judges and enqueues; the writer thread acknowledges once the message is dur
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import ssl
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30  # RELIABILITY R10: back-off capped at 30 s
+SESSION_TAKEN_OVER = 0x8E  # MQTT v5 §3.14.2.1: another client connected with our client id
+UNDECODABLE_TOPIC = "<undecodable>"
 
 
 def subscription_filters(shared_group: str | None) -> list[str]:
@@ -161,7 +164,14 @@ class MqttIntake:
         _properties: Properties | None,
     ) -> None:
         self.subscribed.clear()
-
+        if reason_code.value == SESSION_TAKEN_OVER:
+            # Someone else holds our client id: while they do, our messages go to them.
+            self.stats.session_takeovers += 1
+            logger.error(
+                "MQTT session taken over: another client connected as %s (%d times so far)",
+                self.settings.mqtt_client_id,
+                self.stats.session_takeovers,
+            )
         if self.accepting:
             self.stats.mqtt_disconnects += 1
             logger.warning("MQTT connection lost (%s); reconnecting", reason_code)
@@ -170,7 +180,10 @@ class MqttIntake:
         if not self.accepting:
             return
         received_ns = time.time_ns()
-        topic = message.topic if isinstance(message.topic, str) else "<undecodable>"
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker should refuse these; never trust that it did
+            topic = UNDECODABLE_TOPIC
         payload = bytes(message.payload)
         try:
             delivery = judge_delivery(
@@ -193,6 +206,8 @@ class MqttIntake:
             delivery = Delivery(
                 message.mid, message.qos, topic, payload, received_ns, None, verdict
             )
+        if message.dup:
+            delivery = dataclasses.replace(delivery, dup=True)
         self.stats.messages_received += 1
         if delivery.verdict is not None:
             self.stats.readings_received += delivery.verdict.readings_received

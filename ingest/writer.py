@@ -9,6 +9,7 @@ that only the refused lines are quarantined and the write attempts stay logarith
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -24,20 +25,30 @@ from ingest.metrics import IngestStats
 from ingest.points import (
     UniqueClock,
     diagnostics_line,
+    message_key,
     quarantine_line,
     reading_line,
     stats_line,
     status_line,
 )
+from ingest.ratelimit import RateLimiter
 from ingest.seqtrack import SeqTracker
 from ingest.spool import Spool
 from sensors import schema
 from sensors.models import format_ts
 from sensors.outbound import LatestEntryData, encode_entries
-from sensors.qc import GOOD, HISTORY_NS, QcResult, StationHistory, judge_values
+from sensors.qc import (
+    GOOD,
+    HISTORY_NS,
+    STEP_WINDOW_NS,
+    QcResult,
+    StationHistory,
+    judge_values,
+)
 from sensors.quoting import influxql_identifier, influxql_string
 from sensors.registry import StationRegistry
 from sensors.schema import QcFlag, QuarantineReason
+from sensors.validation import MAX_REFUSALS_PER_MESSAGE, AcceptedReading, Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +60,10 @@ RECOVERY_AHEAD_NS: Final = 3600 * 1_000_000_000
 # Accepted readings re-published per message: ~300 B each, so a message stays far below the
 # broker's max_packet_size (a larger one would get the ingester disconnected).
 ENTRIES_PER_MESSAGE: Final = 200
+END_OF_TIME_NS: Final = 2**63 - 1
+# A redelivered (DUP) message is looked for among the quarantine records of this last period.
+REDELIVERY_LOOKBACK: Final = "1d"
+REDELIVERY_KEYS_PER_QUERY: Final = 200
 
 
 Acker = Callable[[int, int], None]
@@ -64,6 +79,42 @@ class _Batch:
 
     readings: int = 0
     values: int = 0
+    # Keys of redelivered messages whose quarantine records are stored already.
+    quarantined_before: set[str] = field(default_factory=set)
+    # Readings older than what memory holds: judged against their stored neighbours, loaded
+    # from InfluxDB once per station per batch.
+    backdated: set[tuple[str, int]] = field(default_factory=set)
+    stored: dict[str, StationHistory] = field(default_factory=dict)
+    rate_limited: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Coverage:
+    """The observation times whose stored values memory holds for a station (after recovery)."""
+
+    from_ns: int
+    to_ns: int  # exclusive; END_OF_TIME_NS when nothing is stored past the recovered window
+
+
+@dataclass(slots=True)
+class _RateWindow:
+    """One station's rate_exceeded record for one interval, rewritten as its count grows."""
+
+    time_ns: int
+    until_s: float
+    first: Delivery
+    count: int = 0
+
+
+def _lines_of(delivery: Delivery) -> int:
+    """Return the lines a delivery will produce (batches are budgeted by lines, issue 8)."""
+    verdict = delivery.verdict
+    if verdict is None:
+        return 1
+    lines = len(verdict.refusals) + (1 if verdict.refusals_over_cap else 0) + 1
+    for reading in verdict.readings:
+        lines += 2 if reading.diag else 1
+    return lines
 
 
 class Writer(threading.Thread):
@@ -84,6 +135,9 @@ class Writer(threading.Thread):
         linger_s: float = 0.0,
         qc: bool = True,
         clear_sky: ClearSky | None = None,
+        rate_limiter: RateLimiter | None = None,
+        rate_record_interval_s: float = 60.0,
+        quarantine_count_interval_s: float = 60.0,
     ) -> None:
         super().__init__(name="meltemi-writer", daemon=True)
         self.deliveries = deliveries
@@ -103,6 +157,13 @@ class Writer(threading.Thread):
         self._clock = UniqueClock()
         self._histories: dict[str, StationHistory] = {}
         self._recovered: set[str] = set()
+        self._coverage: dict[str, _Coverage] = {}
+        self._newest: dict[str, int] = {}
+        self.rate_limiter = rate_limiter
+        self.rate_record_interval_s = rate_record_interval_s
+        self._rate_windows: dict[str, _RateWindow] = {}
+        self.quarantine_count_interval_s = quarantine_count_interval_s
+        self._next_quarantine_count = time.monotonic()
         # Cleared while InfluxDB is away; the prober thread sets it when /ping answers again.
         self._reachable = threading.Event()
         self._reachable.set()
@@ -132,6 +193,8 @@ class Writer(threading.Thread):
             elif self.stop_event.is_set():
                 break
             self._drain_some()
+            if time.monotonic() >= self._next_quarantine_count:
+                self._count_quarantine()
             if time.monotonic() >= self._next_stats:
                 self._write_stats()
         self._write_stats()
@@ -152,7 +215,7 @@ class Writer(threading.Thread):
             return batch
         batch.deliveries.append(first)
         deadline = time.monotonic() + self.linger_s
-        size = len(first.payload) // 200 + 1
+        size = _lines_of(first)
         while size < self.batch_max:
             try:
                 remaining = deadline - time.monotonic()
@@ -164,12 +227,18 @@ class Writer(threading.Thread):
             except queue.Empty:
                 break
             batch.deliveries.append(item)
-            size += len(item.payload) // 200 + 1
+            size += _lines_of(item)
         return batch
 
     def _handle(self, batch: _Batch) -> None:
-        for delivery in batch.deliveries:
-            self._prepare(delivery, batch)
+        admitted = [self._admit(delivery, batch) for delivery in batch.deliveries]
+        self._find_quarantined_before(batch)
+        if self.qc_enabled:
+            self._load_backdated(batch, admitted)
+        for delivery, admit in zip(batch.deliveries, admitted, strict=True):
+            if admit:
+                self._prepare(delivery, batch)
+        self._rate_records(batch)
         if batch.lines:
             self._store(batch.lines)
         for delivery in batch.deliveries:
@@ -198,8 +267,12 @@ class Writer(threading.Thread):
         verdict = delivery.verdict
         if verdict is None:
             return
-        for reading in verdict.readings:
-            qc = self._judge_qc(reading.station_id, reading.ts_ns, reading.values)
+        conflicts: list[Refusal] = []
+        for accepted in verdict.readings:
+            reading = self._write_once(accepted, batch, conflicts)
+            if reading is None:
+                continue
+            qc = self._judge_qc(reading, batch)
             batch.lines.append(reading_line(reading, qc))
             diag = diagnostics_line(reading)
             if diag is not None:
@@ -224,61 +297,265 @@ class Writer(threading.Thread):
         self.stats.seq_gaps = self.seq.gaps_total
         self.stats.seq_missing = self.seq.missing
         self.stats.duplicates_seen = self.seq.duplicates
-        for refusal in verdict.refusals:
+        self._quarantine(delivery, verdict.refusals + conflicts, verdict.refusals_over_cap, batch)
+
+    def _quarantine(
+        self, delivery: Delivery, refusals: list[Refusal], over_cap: int, batch: _Batch
+    ) -> None:
+        """Add a message's quarantine records: at most MAX_REFUSALS_PER_MESSAGE, the raw payload
+        on the first only, then one too_many_refusals record carrying the count of the rest."""
+        if not refusals and not over_cap:
+            return
+        key = message_key(delivery.topic, delivery.payload)
+        if key in batch.quarantined_before:
+            self.stats.redeliveries_quarantined_before += 1
+            return
+        over_cap += max(0, len(refusals) - MAX_REFUSALS_PER_MESSAGE)
+        kept = refusals[:MAX_REFUSALS_PER_MESSAGE]
+        for index, refusal in enumerate(kept):
             batch.lines.append(
                 quarantine_line(
                     reason=refusal.reason,
                     detail=refusal.detail,
                     station_id=delivery.station_id,
                     topic=delivery.topic,
-                    payload=delivery.payload,
+                    payload=delivery.payload if index == 0 else None,
                     received_ns=delivery.received_ns,
-                    time_ns=refusal.ts_ns if refusal.ts_ns is not None else self._clock.now_ns(),
+                    time_ns=self._clock.now_ns(),
                     slot=refusal.slot,
                     parameter=refusal.parameter,
                     seq=refusal.seq,
+                    msg=key,
+                    ts_ns=refusal.ts_ns,
                 )
             )
             self.stats.quarantined[refusal.reason.value] += 1
+        if over_cap:
+            batch.lines.append(
+                quarantine_line(
+                    reason=QuarantineReason.TOO_MANY_REFUSALS,
+                    detail=f"{over_cap} more refusals after the first {MAX_REFUSALS_PER_MESSAGE}",
+                    station_id=delivery.station_id,
+                    topic=delivery.topic,
+                    payload=None if kept else delivery.payload,
+                    received_ns=delivery.received_ns,
+                    time_ns=self._clock.now_ns(),
+                    slot="r",
+                    msg=key,
+                    count=over_cap,
+                )
+            )
+            self.stats.quarantined[QuarantineReason.TOO_MANY_REFUSALS.value] += 1
+            self.stats.refusals_over_cap += over_cap
 
-    def _judge_qc(
-        self, station_id: str, ts_ns: int, values: dict[str, float]
-    ) -> dict[str, QcResult]:
+    # -- the per-station rate limit ------------------------------------------------------------
+    def _admit(self, delivery: Delivery, batch: _Batch) -> bool:
+        """Return whether the delivery's station is within its rate; count it otherwise."""
+        if self.rate_limiter is None:
+            return True
+        station = delivery.station_id
+        key = station if station is not None and station in self.registry else "_unknown"
+        verdict = delivery.verdict
+        cost = max(1, verdict.readings_received) if verdict is not None else 1
+        now_s = time.monotonic()
+        if self.rate_limiter.allow(key, cost, now_s):
+            return True
+        window = self._rate_windows.get(key)
+        if window is None or now_s >= window.until_s:
+            window = _RateWindow(
+                self._clock.now_ns(), now_s + self.rate_record_interval_s, delivery
+            )
+            self._rate_windows[key] = window
+            self.stats.quarantined[QuarantineReason.RATE_EXCEEDED.value] += 1
+        window.count += cost
+        self.stats.readings_rate_limited += cost
+        batch.rate_limited.add(key)
+        return False
+
+    def _rate_records(self, batch: _Batch) -> None:
+        """(Re)write each limited station's record of this interval with its count so far."""
+        limiter = self.rate_limiter
+        for key in batch.rate_limited:
+            window = self._rate_windows[key]
+            first = window.first
+            detail = (
+                f"{window.count} readings over the station's rate "
+                f"({limiter.burst if limiter else 0} burst, "
+                f"{limiter.rate_per_s if limiter else 0:g}/s)"
+            )
+            batch.lines.append(
+                quarantine_line(
+                    reason=QuarantineReason.RATE_EXCEEDED,
+                    detail=detail,
+                    station_id=first.station_id,
+                    topic=first.topic,
+                    payload=first.payload,
+                    received_ns=first.received_ns,
+                    time_ns=window.time_ns,
+                    slot="r",
+                    msg=message_key(first.topic, first.payload),
+                    count=window.count,
+                )
+            )
+
+    # -- redeliveries ----------------------------------------------------------------------------
+    def _find_quarantined_before(self, batch: _Batch) -> None:
+        """Find the redelivered (DUP) messages whose quarantine records are stored already.
+
+        Quarantine records are keyed by a unique receive time, so distinct deliveries never
+        overwrite each other; a redelivery (only after a lost acknowledgement, flagged DUP by
+        the broker) is recognised by its message key instead: one query per batch.
+        """
+        keys = sorted(
+            {
+                message_key(d.topic, d.payload)
+                for d in batch.deliveries
+                if d.dup and d.verdict is not None
+            }
+        )
+        if not keys or self.spool or not self._reachable.is_set():
+            return
+        source = (
+            schema.QUARANTINE_FROM
+            if self.influx.quarantine_rp is not None
+            else influxql_identifier(schema.QUARANTINE)
+        )
+        msg = influxql_identifier(schema.MSG_FIELD)
+        for start in range(0, len(keys), REDELIVERY_KEYS_PER_QUERY):
+            chunk = keys[start : start + REDELIVERY_KEYS_PER_QUERY]
+            where = " OR ".join(f"{msg} = {influxql_string(k)}" for k in chunk)
+            q = (
+                f"SELECT {msg} FROM {source} "
+                f"WHERE time >= now() - {REDELIVERY_LOOKBACK} AND ({where})"
+            )
+            try:
+                series = self.influx.query(q)
+            except StorageUnavailable as exc:
+                logger.warning("redelivered messages not looked up (%s)", exc)
+                return
+            for serie in series:
+                batch.quarantined_before.update(str(row[1]) for row in serie["values"])
+
+    # -- write-once history and back-dated QC ----------------------------------------------------
+    def _write_once(
+        self, reading: AcceptedReading, batch: _Batch, conflicts: list[Refusal]
+    ) -> AcceptedReading | None:
+        """Return the reading without values that differ from stored ones (those become
+        ``conflict`` refusals, the stored value is kept); None when no value is left."""
+        if not self.qc_enabled:
+            return reading
+        history = self._history_of(reading, batch)
+        kept: dict[str, float] = {}
+        for index, (parameter, value) in enumerate(reading.values.items()):
+            stored = history.value_at(parameter, reading.ts_ns)
+            if stored is None or stored == value:
+                kept[parameter] = value
+            else:
+                conflicts.append(
+                    Refusal(
+                        QuarantineReason.CONFLICT,
+                        f"stored {stored!r}, sent {value!r}: the stored value is kept",
+                        parameter,
+                        reading.ts_ns,
+                        reading.seq,
+                        f"v{index}",
+                    )
+                )
+        if len(kept) == len(reading.values):
+            return reading
+        if not kept:
+            return None
+        return dataclasses.replace(reading, values=kept)
+
+    def _history_of(self, reading: AcceptedReading, batch: _Batch) -> StationHistory:
+        """Return the history a reading is judged against: memory, or its stored neighbours."""
+        if (reading.station_id, reading.ts_ns) in batch.backdated:
+            return batch.stored[reading.station_id]
+        return self._history(reading.station_id, reading.ts_ns)
+
+    def _load_backdated(self, batch: _Batch, admitted: list[bool]) -> None:
+        """Load, with one query per station, the stored neighbours of readings older than what
+        memory holds (a back-dated reading is QC-checked against them, not passed as good)."""
+        spans: dict[str, tuple[int, int]] = {}
+        for delivery, admit in zip(batch.deliveries, admitted, strict=True):
+            if not admit or delivery.verdict is None:
+                continue
+            for reading in delivery.verdict.readings:
+                station, ts_ns = reading.station_id, reading.ts_ns
+                self._history(station, ts_ns)  # recovers the station's history on first sight
+                coverage = self._coverage.get(station)
+                if coverage is None:
+                    continue  # InfluxDB away at recovery: memory is all there is
+                newest = self._newest.get(station, coverage.from_ns)
+                covered_from = max(coverage.from_ns, newest - HISTORY_NS) + STEP_WINDOW_NS
+                if ts_ns >= covered_from:
+                    continue
+                batch.backdated.add((station, ts_ns))
+                low, high = spans.get(station, (ts_ns, ts_ns))
+                spans[station] = (min(low, ts_ns), max(high, ts_ns))
+        for station_id, (low, high) in spans.items():
+            history = StationHistory()
+            self._load(station_id, low - HISTORY_NS, high + 1, history)
+            batch.stored[station_id] = history
+
+    def _judge_qc(self, reading: AcceptedReading, batch: _Batch) -> dict[str, QcResult]:
+        station_id, ts_ns, values = reading.station_id, reading.ts_ns, reading.values
         if not self.qc_enabled:
             return dict.fromkeys(values, GOOD)
-        history = self._history(station_id, ts_ns)
+        history = self._history_of(reading, batch)
         clear_sky_max = None
         station = self.registry.get(station_id)
         if self.clear_sky is not None and station is not None and "solar_radiation" in values:
             clear_sky_max = self.clear_sky(station.lat, station.lon, station.elevation_m, ts_ns)
         results = judge_values(ts_ns, values, history, clear_sky_max)
         history.add(ts_ns, values)
+        if (station_id, ts_ns) not in batch.backdated and ts_ns > self._newest.get(station_id, 0):
+            self._newest[station_id] = ts_ns
         return results
 
     def _history(self, station_id: str, ts_ns: int) -> StationHistory:
         history = self._histories.setdefault(station_id, StationHistory())
-        if station_id not in self._recovered and not self.spool and self._reachable.is_set():
+        if self.spool or not self._reachable.is_set():
+            return history
+        coverage = self._coverage.get(station_id)
+        if station_id not in self._recovered or (coverage is not None and ts_ns >= coverage.to_ns):
             self._recover(station_id, ts_ns, history)
         return history
 
     def _recover(self, station_id: str, ts_ns: int, history: StationHistory) -> None:
-        """Load the station's stored values around ``ts_ns`` so QC sees what it saw before."""
+        """Load the station's stored values around ``ts_ns`` so QC sees what it saw before,
+        and note which times memory now holds completely (for write-once and back-dating)."""
+        low, high = ts_ns - HISTORY_NS, ts_ns + RECOVERY_AHEAD_NS
+        if not self._load(station_id, low, high, history):
+            return
+        try:
+            later = self._stored_since(station_id, high)
+        except StorageUnavailable as exc:
+            logger.warning("QC history of %s not recovered (%s); will retry", station_id, exc)
+            self._lost_influx(str(exc))
+            return
+        previous = self._coverage.get(station_id)
+        from_ns = previous.from_ns if previous is not None and low <= previous.to_ns else low
+        self._coverage[station_id] = _Coverage(from_ns, high if later else END_OF_TIME_NS)
+        self._recovered.add(station_id)
+
+    def _load(self, station_id: str, low_ns: int, high_ns: int, history: StationHistory) -> bool:
+        """Add the station's stored values in [low_ns, high_ns) to ``history`` (one query)."""
         station = self.registry.get(station_id)
         if station is None:
-            return
+            return False
         columns = ", ".join(influxql_identifier(p) for p in station.parameters)
         q = (
             f"SELECT {columns} FROM {influxql_identifier(schema.READINGS)} "
             f"WHERE {influxql_identifier(schema.STATION_TAG)} = {influxql_string(station_id)} "
-            f"AND time >= {ts_ns - HISTORY_NS} AND time < {ts_ns + RECOVERY_AHEAD_NS}"
+            f"AND time >= {low_ns} AND time < {high_ns}"
         )
         try:
             series = self.influx.query(q)
         except StorageUnavailable as exc:
-            logger.warning("QC history of %s not recovered (%s); will retry", station_id, exc)
+            logger.warning("stored values of %s not loaded (%s); will retry", station_id, exc)
             self._lost_influx(str(exc))  # and stop waiting on InfluxDB until it answers
-            return
-
+            return False
         loaded = 0
         for serie in series:
             names = serie["columns"]
@@ -290,8 +567,27 @@ class Writer(threading.Thread):
                 }
                 history.add(int(row[0]), values)
                 loaded += 1
-        self._recovered.add(station_id)
-        logger.debug("QC history of %s: %d stored readings loaded", station_id, loaded)
+        logger.debug("%s: %d stored readings loaded", station_id, loaded)
+        return True
+
+    def _stored_since(self, station_id: str, since_ns: int) -> bool:
+        """Return whether the station has any stored reading at or after ``since_ns``."""
+        q = (
+            f"SELECT * FROM {influxql_identifier(schema.READINGS)} "
+            f"WHERE {influxql_identifier(schema.STATION_TAG)} = {influxql_string(station_id)} "
+            f"AND time >= {since_ns} LIMIT 1"
+        )
+        return bool(self.influx.query(q))
+
+    def _count_quarantine(self) -> None:
+        """Refresh the quarantine's size figure (one count query, every few tens of seconds)."""
+        self._next_quarantine_count = time.monotonic() + self.quarantine_count_interval_s
+        if self.spool or not self._reachable.is_set():
+            return
+        try:
+            self.stats.quarantine_records = self.influx.count_quarantine()
+        except StorageUnavailable as exc:
+            logger.info("quarantine not counted (%s)", exc)
 
     # -- storing -------------------------------------------------------------------------------
     def _store(self, lines: list[str]) -> None:

@@ -87,6 +87,16 @@ class StationHistory:
             serie.add(ts_ns, value)
             serie.trim(serie.ts[-1] - HISTORY_NS)
 
+    def value_at(self, parameter: str, ts_ns: int) -> float | None:
+        """Return the value recorded for ``parameter`` at exactly ``ts_ns``, if any."""
+        serie = self.series.get(parameter)
+        if serie is None:
+            return None
+        index = bisect.bisect_left(serie.ts, ts_ns)
+        if index < len(serie.ts) and serie.ts[index] == ts_ns:
+            return serie.values[index]
+        return None
+
     def earlier(self, parameter: str, ts_ns: int) -> tuple[list[int], list[float], int]:
         """Return (times, values, n): the first n entries are strictly earlier than ts_ns."""
         serie = self.series.get(parameter)

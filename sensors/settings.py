@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
 
+    # --- issue 8 (helper "ingest"): a bounded cost for every message --------------------------
+    # Per-station token bucket, counted in readings (a message costs max(1, its readings)).
+    # The burst lets a day of buffered readings (8,640 at 10 s, replayed in arrays of 500) and
+    # the ingest benchmark (2,000 single messages per station at full speed) through untouched;
+    # the refill (50x a 10-s station) stops a station sending thousands per second. 0 disables.
+    ingest_rate_burst: int = Field(10_000, ge=0)
+    ingest_rate_per_s: float = Field(5.0, gt=0)
+    # One rate_exceeded record per station per this interval, carrying the count.
+    ingest_rate_record_interval_s: float = Field(60.0, gt=0)
+    # Retention of the `quarantine` retention policy (created at start when allowed).
+    quarantine_retention_days: int = Field(90, ge=1)
+    # How often the ingester counts the quarantine's records for /metrics (one count query).
+    ingest_quarantine_count_interval_s: float = Field(60.0, gt=0)
+
 
 class SettingsError(Exception):
     """The environment holds an invalid value; the message names the variable."""
