@@ -134,7 +134,7 @@ def test_every_validation_rule_is_quarantined_with_its_reason(settings, broker, 
     [big] = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        "SELECT raw, size FROM "quarantine"."quarantine" WHERE reason = 'too_large'",
+        "SELECT raw, size FROM quarantine.quarantine WHERE reason = 'too_large'",
     )
     assert (len(big["raw"]), big["size"]) == (4096, 256 * 1024 + 1)
 

@@ -452,7 +452,7 @@ def test_r8_partial_write_rejection_quarantines_exactly_the_refused_line(
     [record] = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        "SELECT * FROM "quarantine"."quarantine" WHERE reason = 'write_rejected'",
+        "SELECT * FROM quarantine.quarantine WHERE reason = 'write_rejected'",
     )
     assert "field type conflict" in record["detail"]
     assert "uv_index=3.0" in record["raw"]
