@@ -46,7 +46,9 @@ class IngestStats:
     mqtt_disconnects: int = 0
     acked: int = 0
     # issue 8
-    session_takeovers: int = 0  # MQTT DISCONNECT 0x8E: another client took our client id
+    # Another client took our client id: DISCONNECT 0x8E, or (Mosquitto 2.0.x, which just
+    # closes the socket) a close by the broker followed by an immediately successful connect.
+    session_takeovers: int = 0
     readings_rate_limited: int = 0  # readings (or unparsable messages) over a station's rate
     refusals_over_cap: int = 0  # refusals counted in a too_many_refusals record, not kept
     redeliveries_quarantined_before: int = 0  # DUP messages whose records existed already

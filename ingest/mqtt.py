@@ -82,6 +82,10 @@ class MqttIntake:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
+        # The broker closed our connection and we have not failed to connect since: if the next
+        # connect succeeds at once, someone else was using our client id (below).
+        self._closed_by_peer = False
         self.subscribed = threading.Event()
 
         self.client = client
@@ -131,6 +135,13 @@ class MqttIntake:
             logger.error("MQTT connection refused: %s", reason_code)
             return
         self.stats.mqtt_connects += 1
+        if self._closed_by_peer:
+            # Mosquitto 2.0.11 closes a taken-over connection without DISCONNECT 0x8E (probed:
+            # paho sees only a lost connection). A close by the broker followed by a connect
+            # that succeeds at the first attempt is counted as a takeover: a broker that went
+            # away refuses that attempt instead. A restart within the 1-s back-off counts once.
+            self._count_takeover("connection closed by the broker, accepted again at once")
+        self._closed_by_peer = False
         logger.info(
             "connected to %s:%d as %s (session present: %s)",
             self.settings.mqtt_host,
@@ -159,22 +170,31 @@ class MqttIntake:
         self,
         _client: mqtt.Client,
         _userdata: Any,
-        _flags: mqtt.DisconnectFlags,
+        flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
         self.subscribed.clear()
         if reason_code.value == SESSION_TAKEN_OVER:
-            # Someone else holds our client id: while they do, our messages go to them.
-            self.stats.session_takeovers += 1
-            logger.error(
-                "MQTT session taken over: another client connected as %s (%d times so far)",
-                self.settings.mqtt_client_id,
-                self.stats.session_takeovers,
-            )
+            self._count_takeover("DISCONNECT 0x8E session taken over")
+        elif self.accepting and not flags.is_disconnect_packet_from_server:
+            self._closed_by_peer = True
         if self.accepting:
             self.stats.mqtt_disconnects += 1
             logger.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._closed_by_peer = False  # the broker is away, not taken by someone else
+
+    def _count_takeover(self, how: str) -> None:
+        # Someone else holds our client id: while they do, our messages go to them.
+        self.stats.session_takeovers += 1
+        logger.error(
+            "MQTT session taken over (%s): another client connects as %s (%d times so far)",
+            how,
+            self.settings.mqtt_client_id,
+            self.stats.session_takeovers,
+        )
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not self.accepting:

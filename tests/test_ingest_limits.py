@@ -11,6 +11,7 @@ import socket
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,7 +36,7 @@ STATIONS = load_registry().ids
 Q = "quarantine.quarantine"
 
 
-def records(settings: Settings, where: str = "") -> list[dict]:
+def records(settings: Settings, where: str = "") -> list[dict[str, Any]]:
     return influx_rows(settings.influx_url, settings.influx_db, f"SELECT * FROM {Q} {where}")
 
 
@@ -270,7 +271,7 @@ def test_session_takeover_is_counted_and_reaches_the_api_metrics(
     wait_for(lambda: ingester.metric("meltemi_ingest_mqtt_connects_total") >= 2)
     takeovers = ingester.metric("meltemi_ingest_session_takeovers_total")
 
-    def snapshot() -> dict | None:
+    def snapshot() -> dict[str, Any] | None:
         rows = influx_rows(
             settings.influx_url,
             settings.influx_db,
@@ -279,6 +280,7 @@ def test_session_takeover_is_counted_and_reaches_the_api_metrics(
         return rows[0] if rows and rows[0]["session_takeovers"] == takeovers else None
 
     row = wait_for(snapshot, timeout_s=30, message="an ingest_stats snapshot")
+    assert row is not None
     ingester_id = row.pop("ingester")
     text = ApiMetrics().render(IngestSnapshots({ingester_id: row}, up=True)).decode()
     assert (
