@@ -364,3 +364,71 @@ def test_hostile_inputs_are_quarantined_with_a_reason_never_internal_error(
     assert ingester.metric("meltemi_ingest_quarantined_total", 'reason="internal_error"') == 0
     assert stored(settings, station) == 0
     assert "Traceback" not in ingester.process.log_text()
+
+
+def test_a_redelivery_is_idempotent_in_the_quarantine(settings, tmp_path):
+    """The broker redelivers (DUP) a message whose acknowledgement was lost: its quarantine
+    records are not written twice. The same bytes delivered anew (no DUP) are a distinct
+    delivery and get records of their own."""
+    import queue
+
+    from ingest.delivery import Delivery, judge_delivery
+    from ingest.influx import InfluxWriter
+    from ingest.metrics import IngestStats
+    from ingest.spool import Spool
+    from ingest.writer import Writer
+    from sensors.validation import Limits
+
+    registry = load_registry()
+    influx = InfluxWriter(settings)
+    influx.ensure_quarantine_rp(settings.quarantine_retention_days)
+    deliveries: queue.Queue[Delivery] = queue.Queue()
+    acked: list[int] = []
+    stats = IngestStats()
+    spool = Spool(tmp_path / "spool")
+    writer = Writer(
+        deliveries=deliveries,
+        influx=influx,
+        spool=spool,
+        registry=registry,
+        stats=stats,
+        ack=lambda mid, _qos: acked.append(mid),
+        publish=None,
+        ingester_id="redelivery-test",
+    )
+    writer.start()
+    try:
+        topic = f"stations/{STATIONS[7]}/readings"
+        payload = json.dumps(
+            {"ts": int(time.time()), "values": {"air_temperature": 99.0, "pm10": -1.0}}
+        ).encode()
+
+        def deliver(mid: int, dup: bool) -> None:
+            judged = judge_delivery(mid, 1, topic, payload, time.time_ns(), registry, Limits())
+            deliveries.put(
+                Delivery(
+                    judged.mid,
+                    judged.qos,
+                    judged.topic,
+                    judged.payload,
+                    judged.received_ns,
+                    judged.station_id,
+                    judged.verdict,
+                    dup=dup,
+                )
+            )
+            wait_for(lambda: mid in acked, message=f"mid {mid} acknowledged")
+
+        deliver(1, dup=False)
+        assert record_count(settings) == 2  # two values refused
+        deliver(1, dup=True)  # the redelivery
+        assert record_count(settings) == 2
+        assert stats.redeliveries_quarantined_before == 1
+        deliver(2, dup=False)  # the same bytes sent again: a distinct delivery
+        assert record_count(settings) == 4
+        assert stats.quarantined["out_of_range"] == 4
+    finally:
+        writer.stop()
+        writer.join(10)
+        spool.close()
+        influx.close()
