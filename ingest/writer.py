@@ -158,7 +158,6 @@ class Writer(threading.Thread):
         self._histories: dict[str, StationHistory] = {}
         self._recovered: set[str] = set()
         self._coverage: dict[str, _Coverage] = {}
-        self._newest: dict[str, int] = {}
         self.rate_limiter = rate_limiter
         self.rate_record_interval_s = rate_record_interval_s
         self._rate_windows: dict[str, _RateWindow] = {}
@@ -269,10 +268,11 @@ class Writer(threading.Thread):
             return
         conflicts: list[Refusal] = []
         for accepted in verdict.readings:
-            reading = self._write_once(accepted, batch, conflicts)
+            history = self._history_of(accepted, batch) if self.qc_enabled else None
+            reading = self._write_once(accepted, history, conflicts)
             if reading is None:
                 continue
-            qc = self._judge_qc(reading, batch)
+            qc = self._judge_qc(reading, history)
             batch.lines.append(reading_line(reading, qc))
             diag = diagnostics_line(reading)
             if diag is not None:
@@ -438,13 +438,18 @@ class Writer(threading.Thread):
 
     # -- write-once history and back-dated QC ----------------------------------------------------
     def _write_once(
-        self, reading: AcceptedReading, batch: _Batch, conflicts: list[Refusal]
+        self,
+        reading: AcceptedReading,
+        history: StationHistory | None,
+        conflicts: list[Refusal],
     ) -> AcceptedReading | None:
         """Return the reading without values that differ from stored ones (those become
-        ``conflict`` refusals, the stored value is kept); None when no value is left."""
-        if not self.qc_enabled:
-            return reading
-        history = self._history_of(reading, batch)
+        ``conflict`` refusals, the stored value is kept); None when no value is left.
+
+        ``history`` holds every stored value of the station around the reading's ts (memory,
+        or the stored neighbours of a back-dated reading); None when QC is off."""
+        if history is None or reading.ts_ns > history.latest_ns:
+            return reading  # live traffic: nothing is held at or after this ts
         kept: dict[str, float] = {}
         for index, (parameter, value) in enumerate(reading.values.items()):
             stored = history.value_at(parameter, reading.ts_ns)
@@ -482,11 +487,13 @@ class Writer(threading.Thread):
                 continue
             for reading in delivery.verdict.readings:
                 station, ts_ns = reading.station_id, reading.ts_ns
-                self._history(station, ts_ns)  # recovers the station's history on first sight
+                # Recovers the station's history on first sight (and past its recovered window).
+                history = self._history(station, ts_ns)
                 coverage = self._coverage.get(station)
                 if coverage is None:
                     continue  # InfluxDB away at recovery: memory is all there is
-                newest = self._newest.get(station, coverage.from_ns)
+                # Memory keeps HISTORY_NS before its newest value (StationHistory trims so).
+                newest = history.latest_ns
                 covered_from = max(coverage.from_ns, newest - HISTORY_NS) + STEP_WINDOW_NS
                 if ts_ns >= covered_from:
                     continue
@@ -498,19 +505,18 @@ class Writer(threading.Thread):
             self._load(station_id, low - HISTORY_NS, high + 1, history)
             batch.stored[station_id] = history
 
-    def _judge_qc(self, reading: AcceptedReading, batch: _Batch) -> dict[str, QcResult]:
+    def _judge_qc(
+        self, reading: AcceptedReading, history: StationHistory | None
+    ) -> dict[str, QcResult]:
         station_id, ts_ns, values = reading.station_id, reading.ts_ns, reading.values
-        if not self.qc_enabled:
+        if history is None:
             return dict.fromkeys(values, GOOD)
-        history = self._history_of(reading, batch)
         clear_sky_max = None
         station = self.registry.get(station_id)
         if self.clear_sky is not None and station is not None and "solar_radiation" in values:
             clear_sky_max = self.clear_sky(station.lat, station.lon, station.elevation_m, ts_ns)
         results = judge_values(ts_ns, values, history, clear_sky_max)
         history.add(ts_ns, values)
-        if (station_id, ts_ns) not in batch.backdated and ts_ns > self._newest.get(station_id, 0):
-            self._newest[station_id] = ts_ns
         return results
 
     def _history(self, station_id: str, ts_ns: int) -> StationHistory:
