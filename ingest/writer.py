@@ -9,7 +9,6 @@ that only the refused lines are quarantined and the write attempts stay logarith
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -20,6 +19,7 @@ from typing import Final
 
 from ingest.delivery import Delivery
 from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.history import StationHistories, write_once
 from ingest.influx import InfluxWriter
 from ingest.metrics import IngestStats
 from ingest.points import (
@@ -40,7 +40,6 @@ from sensors.outbound import LatestEntryData, encode_entries
 from sensors.qc import (
     GOOD,
     HISTORY_NS,
-    STEP_WINDOW_NS,
     QcResult,
     StationHistory,
     judge_values,
@@ -56,11 +55,9 @@ STATS_INTERVAL_S: Final = 5.0
 RETRY_MIN_S: Final = 0.5
 RETRY_MAX_S: Final = 5.0  # /ping probes are cheap; recover within seconds
 DRAIN_RECORDS_PER_TURN: Final = 8
-RECOVERY_AHEAD_NS: Final = 3600 * 1_000_000_000
 # Accepted readings re-published per message: ~300 B each, so a message stays far below the
 # broker's max_packet_size (a larger one would get the ingester disconnected).
 ENTRIES_PER_MESSAGE: Final = 200
-END_OF_TIME_NS: Final = 2**63 - 1
 # A redelivered (DUP) message is looked for among the quarantine records of this last period.
 REDELIVERY_LOOKBACK: Final = "1d"
 REDELIVERY_KEYS_PER_QUERY: Final = 200
@@ -86,14 +83,6 @@ class _Batch:
     backdated: set[tuple[str, int]] = field(default_factory=set)
     stored: dict[str, StationHistory] = field(default_factory=dict)
     rate_limited: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _Coverage:
-    """The observation times whose stored values memory holds for a station (after recovery)."""
-
-    from_ns: int
-    to_ns: int  # exclusive; END_OF_TIME_NS when nothing is stored past the recovered window
 
 
 @dataclass(slots=True)
@@ -155,9 +144,7 @@ class Writer(threading.Thread):
         self.stop_event = threading.Event()
         self.seq = SeqTracker()
         self._clock = UniqueClock()
-        self._histories: dict[str, StationHistory] = {}
-        self._recovered: set[str] = set()
-        self._coverage: dict[str, _Coverage] = {}
+        self.histories = StationHistories(influx, registry, self._lost_influx)
         self.rate_limiter = rate_limiter
         self.rate_record_interval_s = rate_record_interval_s
         self._rate_windows: dict[str, _RateWindow] = {}
@@ -269,7 +256,7 @@ class Writer(threading.Thread):
         conflicts: list[Refusal] = []
         for accepted in verdict.readings:
             history = self._history_of(accepted, batch) if self.qc_enabled else None
-            reading = self._write_once(accepted, history, conflicts)
+            reading = accepted if history is None else write_once(accepted, history, conflicts)
             if reading is None:
                 continue
             qc = self._judge_qc(reading, history)
@@ -410,6 +397,7 @@ class Writer(threading.Thread):
             {
                 message_key(d.topic, d.payload)
                 for d in batch.deliveries
+                # Every readings message: one may also have met a conflict the first time.
                 if d.dup and d.verdict is not None
             }
         )
@@ -437,46 +425,15 @@ class Writer(threading.Thread):
                 batch.quarantined_before.update(str(row[1]) for row in serie["values"])
 
     # -- write-once history and back-dated QC ----------------------------------------------------
-    def _write_once(
-        self,
-        reading: AcceptedReading,
-        history: StationHistory | None,
-        conflicts: list[Refusal],
-    ) -> AcceptedReading | None:
-        """Return the reading without values that differ from stored ones (those become
-        ``conflict`` refusals, the stored value is kept); None when no value is left.
-
-        ``history`` holds every stored value of the station around the reading's ts (memory,
-        or the stored neighbours of a back-dated reading); None when QC is off."""
-        if history is None or reading.ts_ns > history.latest_ns:
-            return reading  # live traffic: nothing is held at or after this ts
-        kept: dict[str, float] = {}
-        for index, (parameter, value) in enumerate(reading.values.items()):
-            stored = history.value_at(parameter, reading.ts_ns)
-            if stored is None or stored == value:
-                kept[parameter] = value
-            else:
-                conflicts.append(
-                    Refusal(
-                        QuarantineReason.CONFLICT,
-                        f"stored {stored!r}, sent {value!r}: the stored value is kept",
-                        parameter,
-                        reading.ts_ns,
-                        reading.seq,
-                        f"v{index}",
-                    )
-                )
-        if len(kept) == len(reading.values):
-            return reading
-        if not kept:
-            return None
-        return dataclasses.replace(reading, values=kept)
-
     def _history_of(self, reading: AcceptedReading, batch: _Batch) -> StationHistory:
         """Return the history a reading is judged against: memory, or its stored neighbours."""
         if (reading.station_id, reading.ts_ns) in batch.backdated:
             return batch.stored[reading.station_id]
         return self._history(reading.station_id, reading.ts_ns)
+
+    def _history(self, station_id: str, ts_ns: int) -> StationHistory:
+        can_query = not self.spool and self._reachable.is_set()
+        return self.histories.get(station_id, ts_ns, can_query)
 
     def _load_backdated(self, batch: _Batch, admitted: list[bool]) -> None:
         """Load, with one query per station, the stored neighbours of readings older than what
@@ -489,21 +446,13 @@ class Writer(threading.Thread):
                 station, ts_ns = reading.station_id, reading.ts_ns
                 # Recovers the station's history on first sight (and past its recovered window).
                 history = self._history(station, ts_ns)
-                coverage = self._coverage.get(station)
-                if coverage is None:
-                    continue  # InfluxDB away at recovery: memory is all there is
-                # Memory keeps HISTORY_NS before its newest value (StationHistory trims so).
-                newest = history.latest_ns
-                covered_from = max(coverage.from_ns, newest - HISTORY_NS) + STEP_WINDOW_NS
-                if ts_ns >= covered_from:
+                if not self.histories.is_backdated(station, ts_ns, history):
                     continue
                 batch.backdated.add((station, ts_ns))
                 low, high = spans.get(station, (ts_ns, ts_ns))
                 spans[station] = (min(low, ts_ns), max(high, ts_ns))
         for station_id, (low, high) in spans.items():
-            history = StationHistory()
-            self._load(station_id, low - HISTORY_NS, high + 1, history)
-            batch.stored[station_id] = history
+            batch.stored[station_id] = self.histories.stored(station_id, low - HISTORY_NS, high + 1)
 
     def _judge_qc(
         self, reading: AcceptedReading, history: StationHistory | None
@@ -518,72 +467,6 @@ class Writer(threading.Thread):
         results = judge_values(ts_ns, values, history, clear_sky_max)
         history.add(ts_ns, values)
         return results
-
-    def _history(self, station_id: str, ts_ns: int) -> StationHistory:
-        history = self._histories.setdefault(station_id, StationHistory())
-        if self.spool or not self._reachable.is_set():
-            return history
-        coverage = self._coverage.get(station_id)
-        if station_id not in self._recovered or (coverage is not None and ts_ns >= coverage.to_ns):
-            self._recover(station_id, ts_ns, history)
-        return history
-
-    def _recover(self, station_id: str, ts_ns: int, history: StationHistory) -> None:
-        """Load the station's stored values around ``ts_ns`` so QC sees what it saw before,
-        and note which times memory now holds completely (for write-once and back-dating)."""
-        low, high = ts_ns - HISTORY_NS, ts_ns + RECOVERY_AHEAD_NS
-        if not self._load(station_id, low, high, history):
-            return
-        try:
-            later = self._stored_since(station_id, high)
-        except StorageUnavailable as exc:
-            logger.warning("QC history of %s not recovered (%s); will retry", station_id, exc)
-            self._lost_influx(str(exc))
-            return
-        previous = self._coverage.get(station_id)
-        from_ns = previous.from_ns if previous is not None and low <= previous.to_ns else low
-        self._coverage[station_id] = _Coverage(from_ns, high if later else END_OF_TIME_NS)
-        self._recovered.add(station_id)
-
-    def _load(self, station_id: str, low_ns: int, high_ns: int, history: StationHistory) -> bool:
-        """Add the station's stored values in [low_ns, high_ns) to ``history`` (one query)."""
-        station = self.registry.get(station_id)
-        if station is None:
-            return False
-        columns = ", ".join(influxql_identifier(p) for p in station.parameters)
-        q = (
-            f"SELECT {columns} FROM {influxql_identifier(schema.READINGS)} "
-            f"WHERE {influxql_identifier(schema.STATION_TAG)} = {influxql_string(station_id)} "
-            f"AND time >= {low_ns} AND time < {high_ns}"
-        )
-        try:
-            series = self.influx.query(q)
-        except StorageUnavailable as exc:
-            logger.warning("stored values of %s not loaded (%s); will retry", station_id, exc)
-            self._lost_influx(str(exc))  # and stop waiting on InfluxDB until it answers
-            return False
-        loaded = 0
-        for serie in series:
-            names = serie["columns"]
-            for row in serie["values"]:
-                values = {
-                    name: float(v)
-                    for name, v in zip(names[1:], row[1:], strict=True)
-                    if v is not None
-                }
-                history.add(int(row[0]), values)
-                loaded += 1
-        logger.debug("%s: %d stored readings loaded", station_id, loaded)
-        return True
-
-    def _stored_since(self, station_id: str, since_ns: int) -> bool:
-        """Return whether the station has any stored reading at or after ``since_ns``."""
-        q = (
-            f"SELECT * FROM {influxql_identifier(schema.READINGS)} "
-            f"WHERE {influxql_identifier(schema.STATION_TAG)} = {influxql_string(station_id)} "
-            f"AND time >= {since_ns} LIMIT 1"
-        )
-        return bool(self.influx.query(q))
 
     def _count_quarantine(self) -> None:
         """Refresh the quarantine's size figure (one count query, every few tens of seconds)."""
