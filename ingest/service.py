@@ -59,17 +59,26 @@ class Ingester:
             rate_limiter=RateLimiter(settings.ingest_rate_burst, settings.ingest_rate_per_s),
             rate_record_interval_s=settings.ingest_rate_record_interval_s,
             quarantine_count_interval_s=settings.ingest_quarantine_count_interval_s,
+            on_reachable=self._prepare_storage,
         )
+        self._storage_prepared = False
 
     def start(self) -> None:
         """Start the writer, then connect to the broker."""
         try:
-            self.influx.ensure_database()
-            self.influx.ensure_quarantine_rp(self.settings.quarantine_retention_days)
+            self._prepare_storage()
         except StorageUnavailable as exc:
             logger.warning("InfluxDB not reachable at start (%s); readings will be spooled", exc)
         self.writer.start()
         self.intake.start()
+
+    def _prepare_storage(self) -> None:
+        """Create the database and the quarantine's retention policy (once, when reachable)."""
+        if self._storage_prepared:
+            return
+        self.influx.ensure_database()
+        self.influx.ensure_quarantine_rp(self.settings.quarantine_retention_days)
+        self._storage_prepared = True
 
     def stop(self) -> None:
         """Stop intake, drain the queue, flush and acknowledge, then disconnect."""

@@ -127,6 +127,7 @@ class Writer(threading.Thread):
         rate_limiter: RateLimiter | None = None,
         rate_record_interval_s: float = 60.0,
         quarantine_count_interval_s: float = 60.0,
+        on_reachable: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="meltemi-writer", daemon=True)
         self.deliveries = deliveries
@@ -149,6 +150,9 @@ class Writer(threading.Thread):
         self.rate_record_interval_s = rate_record_interval_s
         self._rate_windows: dict[str, _RateWindow] = {}
         self.quarantine_count_interval_s = quarantine_count_interval_s
+        # Called when InfluxDB answers again, before anything is written (storage set-up
+        # that could not run at start, e.g. the quarantine retention policy).
+        self.on_reachable = on_reachable
         self._next_quarantine_count = time.monotonic()
         # Cleared while InfluxDB is away; the prober thread sets it when /ping answers again.
         self._reachable = threading.Event()
@@ -527,7 +531,7 @@ class Writer(threading.Thread):
         """Ping InfluxDB with back-off (on its own connection) until it answers."""
         delay = RETRY_MIN_S
         while not self.stop_event.is_set():
-            if self.influx.probe():
+            if self.influx.probe() and self._prepared_on_reachable():
                 logger.info(
                     "InfluxDB answers again: draining %d spooled lines", self.spool.depth_lines
                 )
@@ -535,6 +539,17 @@ class Writer(threading.Thread):
                 return
             self.stop_event.wait(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+
+    def _prepared_on_reachable(self) -> bool:
+        """Run the on_reachable set-up; return False (probe again later) when it failed."""
+        if self.on_reachable is None:
+            return True
+        try:
+            self.on_reachable()
+        except StorageUnavailable as exc:
+            logger.warning("InfluxDB answers /ping but its set-up failed (%s); retrying", exc)
+            return False
+        return True
 
     def _write(self, lines: list[str]) -> None:
         self.stats.write_attempts += 1

@@ -432,3 +432,33 @@ def test_a_redelivery_is_idempotent_in_the_quarantine(settings, tmp_path):
         writer.join(10)
         spool.close()
         influx.close()
+
+
+def test_quarantine_policy_is_set_up_when_influxdb_comes_back(
+    broker, fresh_influx, tmp_path, ingester_factory
+):
+    """InfluxDB down when the ingester starts: a refused message is spooled, and once InfluxDB
+    answers the retention policy is created before the spool drains into it."""
+    fresh_influx.stop()
+    settings = Settings(
+        mqtt_port=broker.port,
+        influx_url=fresh_influx.url,
+        influx_db="late",
+        influx_timeout_s=2.0,
+        data_dir=tmp_path / "var",
+        mqtt_client_id="ingest-late-" + str(time.time_ns())[-6:],
+        mqtt_session_expiry_s=600,
+    )
+    ingester = ingester_factory(settings)
+    mosquitto_pub(broker.port, f"stations/{STATIONS[8]}/readings", "not json at all")
+    wait_for(lambda: ingester.metric("meltemi_ingest_spool_depth") >= 1, message="spooled")
+    fresh_influx.start_and_wait()
+
+    def recorded() -> bool:
+        try:
+            return record_count(settings) == 1
+        except AssertionError:  # the database or the policy does not exist yet
+            return False
+
+    wait_for(recorded, timeout_s=30, message="the record in its retention policy")
+    assert "created quarantine retention policy" in ingester.process.log_text()
