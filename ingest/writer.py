@@ -5,6 +5,12 @@ to InfluxDB or, if it cannot take them, append them to the fsynced spool; only t
 every message of the batch, in receive order [MQTT-4.6.0-2]. A partial rejection is bisected so
 that only the refused lines are quarantined and the write attempts stay logarithmic
 (RELIABILITY §0.6, R8).
+
+Bounded cost (issue 8): batches are budgeted by the lines they will produce; a station over its
+rate (ingest.ratelimit) is acknowledged and counted in one ``rate_exceeded`` record per
+interval; one message yields at most MAX_REFUSALS_PER_MESSAGE quarantine records plus one
+``too_many_refusals`` count, its raw payload on the first only. A value that differs from the
+stored one at its (station, ts) is quarantined as ``conflict`` (ingest.history).
 """
 
 from __future__ import annotations
