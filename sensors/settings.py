@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
 
-    # --- helper "stack" (issue 8 part 3): InfluxDB provisioning ---
+    # --- InfluxDB provisioning (issue 8 part 3) ---
     # Duration of the `quarantine` retention policy that deploy/provision_influxdb.py and
     # `meltemi up` create on the database (the ingester writes quarantine records into it).
     quarantine_retention_days: int = Field(90, ge=1, le=36500)
@@ -108,6 +108,20 @@ class Settings(BaseSettings):
         for entry in value:
             ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: not an address
         return [entry.strip() for entry in value]
+
+    # --- A bounded cost for every message (issue 8 part 4) ---
+    # Per-station token bucket, counted in readings (a message costs max(1, its readings)).
+    # The burst lets a day of buffered readings (8,640 at 10 s, replayed in arrays of 500) and
+    # the ingest benchmark (2,000 single messages per station at full speed) through untouched;
+    # the refill (50x a 10-s station) stops a station sending thousands per second. 0 disables.
+    ingest_rate_burst: int = Field(10_000, ge=0)
+    ingest_rate_per_s: float = Field(5.0, gt=0)
+    # One rate_exceeded record per station per this interval, carrying the count.
+    ingest_rate_record_interval_s: float = Field(60.0, gt=0)
+    # (quarantine_retention_days, above: the `quarantine` retention policy's duration; the
+    # ingester creates it at start when allowed, else expects it provisioned.)
+    # How often the ingester counts the quarantine's records for /metrics (one count query).
+    ingest_quarantine_count_interval_s: float = Field(60.0, gt=0)
 
 
 class SettingsError(Exception):
