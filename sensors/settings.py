@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # The simulator's per-station secrets (a 0600 JSON file {station_id: secret}); `meltemi up`
     # writes it. Unset: simulated stations connect without a password (the test brokers).
     sim_credentials_file: Path | None = None
-    # --- API surface (issue 8 part 8; helper "apisurface") --------------------------------
+    # --- API surface (issue 8 part 8) ---
     # /docs serves Swagger UI from vendored files (api/static/vendor/swagger-ui); false: no /docs.
     api_docs: bool = True
     # Send Strict-Transport-Security on every response. Set it when the API is only reachable
@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     # Cache-Control max-age of public data answers (/v1/...); health, metrics and the live
     # stream are always no-store.
     api_data_max_age_s: int = Field(10, ge=0, le=86_400)
-    # --- end API surface -------------------------------------------------------------------
     # --- API request cost (issue 8 part 6, RELIABILITY S9/S10; api.limits, api.cost) ---
     # Peers (IP addresses or CIDR networks, JSON list) whose X-Forwarded-For is believed; from
     # any other peer the header is ignored (rate limits and the per-address stream cap).
