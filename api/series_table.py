@@ -13,12 +13,11 @@ import numpy.typing as npt
 
 from api.aggregate import NS, AggValue, FloatArray, IntArray, aggregate_windows, vector_mean_deg
 from api.influx import Cell, StatementResult
-from api.latest import DERIVED_DECIMALS
 from api.models import AggPoint, RawPoint
 from api.series import DERIVED_MAX_READINGS, INTERVAL_NS, MAX_POINTS, SeriesPlan, SeriesRequestError
 from sensors import schema
 from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
-from sensors.derived import DERIVED, compute_derived
+from sensors.derived import derive
 from sensors.models import format_ts
 from sensors.schema import QcFlag
 
@@ -119,11 +118,11 @@ def derived_windows(plan: SeriesPlan, result: StatementResult) -> dict[str, Wind
             "parameters only"
         )
     inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
-    computed = compute_derived(inputs)
+    computed = derive(inputs, readings.good, plan.derived)
     return {
         p: aggregate_windows(
             readings.ts,
-            computed[p],
+            computed[p].values,
             plan.aggs[p],
             step_ns=INTERVAL_NS[plan.interval],
             zone=plan.window_tz,
@@ -160,11 +159,7 @@ def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
             "an aggregated interval such as 1m"
         )
     inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
-    computed = {p: array for p, array in compute_derived(inputs).items() if p in plan.derived}
-    derived_flags = {
-        p: np.logical_and.reduce([readings.good[i] for i in DERIVED[p].inputs])
-        for p in plan.derived
-    }
+    computed = derive(inputs, readings.good, plan.derived)
     points: list[RawPoint] = []
     ts_list = readings.ts.tolist()
     labels = format_times(ts_list)
@@ -172,10 +167,7 @@ def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
         (p, readings.usable(p, plan.include_suspect).tolist(), readings.good[p].tolist())
         for p in plan.stored
     ]
-    derived = [
-        (p, np.round(computed[p], DERIVED_DECIMALS).tolist(), derived_flags[p].tolist())
-        for p in plan.derived
-    ]
+    derived = [(p, computed[p].rounded().tolist(), computed[p].good.tolist()) for p in plan.derived]
     for k in range(len(ts_list)):
         values: dict[str, float] = {}
         qc: dict[str, str] = {}

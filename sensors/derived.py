@@ -12,19 +12,30 @@ of the same length, NaN wherever an input is NaN or the quantity is undefined. S
   and the dew point: H = T + 5/9 (e - 10), e = 6.11 exp(5417.7530 (1/273.16 - 1/(273.15 + Td)));
 - apparent temperature: Steadman (1994, Aust. Met. Mag. 43, 1-16) as published by the Australian
   Bureau of Meteorology ("Thermal comfort observations"): AT = Ta + 0.33 e - 0.70 ws - 4.00, with
-  e = rh/100 * 6.105 exp(17.27 Ta / (237.7 + Ta)) hPa and ws the 10 m wind speed in m/s.
+  e = rh/100 * 6.105 exp(17.27 Ta / (237.7 + Ta)) hPa and ws the 10 m wind speed in m/s;
+- discomfort index: Thom (1959), the °C/RH form, with its six classes (sensors.heat);
+- UTCI in the shade: the Bröde et al. (2012) polynomial with Tmrt = Ta (sensors.heat), NaN
+  outside the polynomial's validity, never an extrapolation.
+
+Every caller pairs a derived value with its QC flag through ``derive`` (arrays) or
+``derive_readings`` (one mapping per reading): the flag is ``good`` only when every input is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from sensors import heat
+from sensors.schema import QcFlag
+
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+DERIVED_DECIMALS: Final = 2  # served values are rounded to 0.01: plenty for °C
 
 # Magnus over water, Alduchov & Eskridge (1996) eq. 21: e_s = 6.1094 exp(17.625 T / (243.04 + T)).
 MAGNUS_B: Final = 17.625
@@ -34,14 +45,28 @@ _ROTHFUSZ_FROM_F: Final = 80.0  # NWS: the regression applies once the simple fo
 
 
 @dataclass(frozen=True, slots=True)
+class Band:
+    """One named class of a derived value: ``min`` <= value < ``max`` or min < value <= max,
+    as its spec's ``edge`` says (``None``: unbounded on that side)."""
+
+    id: str
+    label: str
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class DerivedSpec:
-    """One derived parameter: its id, name, unit, the stored parameters it needs, its source."""
+    """One derived parameter: its id, name, unit, the stored parameters it needs, its source,
+    and its classes (``bands``, lowest first) with which edge of a band belongs to it."""
 
     id: str
     name: str
     unit: str
     inputs: tuple[str, ...]
     source: str
+    bands: tuple[Band, ...] = ()
+    edge: Literal["lower", "upper"] = "lower"
 
 
 def _c_to_f(celsius: FloatArray) -> FloatArray:
@@ -127,6 +152,38 @@ def apparent_temperature(
     return result
 
 
+def discomfort_index(air_temperature: FloatArray, relative_humidity: FloatArray) -> FloatArray:
+    """Return Thom's discomfort index (°C); NaN where an input is NaN (sensors.heat)."""
+    return heat.discomfort_index(air_temperature, relative_humidity)
+
+
+def utci_shade(
+    air_temperature: FloatArray, relative_humidity: FloatArray, wind_speed: FloatArray
+) -> FloatArray:
+    """Return the UTCI in the shade (°C, Tmrt = Ta); NaN outside the polynomial's validity."""
+    return heat.utci_in_shade(air_temperature, relative_humidity, wind_speed)
+
+
+def _di_bands() -> tuple[Band, ...]:
+    # heat.DI_CLASS_LOWER_BOUNDS is highest first, lower bound inclusive.
+    lowers = [(None, "no_discomfort"), *reversed(heat.DI_CLASS_LOWER_BOUNDS)]
+    bands = []
+    for k, (lower, name) in enumerate(lowers):
+        upper = lowers[k + 1][0] if k + 1 < len(lowers) else None
+        bands.append(Band(name, heat.DI_CLASS_LABELS[name], lower, upper))
+    return tuple(bands)
+
+
+def _utci_bands() -> tuple[Band, ...]:
+    # heat.UTCI_CATEGORY_UPPER_BOUNDS is lowest first, upper bound inclusive.
+    uppers = [*heat.UTCI_CATEGORY_UPPER_BOUNDS, (None, "extreme_heat")]
+    bands = []
+    for k, (upper, name) in enumerate(uppers):
+        lower = uppers[k - 1][0] if k else None
+        bands.append(Band(name, heat.UTCI_CATEGORY_LABELS[name], lower, upper))
+    return tuple(bands)
+
+
 _T_RH = ("air_temperature", "relative_humidity")
 
 DERIVED: Final[dict[str, DerivedSpec]] = {
@@ -160,6 +217,24 @@ DERIVED: Final[dict[str, DerivedSpec]] = {
             (*_T_RH, "wind_speed"),
             "Steadman (1994) with wind, as used by the Australian Bureau of Meteorology",
         ),
+        DerivedSpec(
+            "discomfort_index",
+            "Discomfort index (Thom)",
+            "°C",
+            _T_RH,
+            heat.DI_SOURCE,
+            _di_bands(),
+            "lower",
+        ),
+        DerivedSpec(
+            "utci_shade",
+            heat.UTCI_SHADE_LABEL,
+            "°C",
+            (*_T_RH, "wind_speed"),
+            heat.UTCI_SOURCE,
+            _utci_bands(),
+            "upper",
+        ),
     )
 }
 DERIVED_IDS: Final[frozenset[str]] = frozenset(DERIVED)
@@ -169,6 +244,8 @@ _FUNCTIONS: Final[dict[str, Callable[..., FloatArray]]] = {
     "heat_index": heat_index,
     "humidex": humidex,
     "apparent_temperature": apparent_temperature,
+    "discomfort_index": discomfort_index,
+    "utci_shade": utci_shade,
 }
 
 
@@ -197,3 +274,99 @@ def compute_derived(values: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
             out[~np.isfinite(out)] = np.nan
             result[derived_id] = out
     return result
+
+
+def band_of(derived_id: str, value: float) -> str | None:
+    """Return the id of the class ``value`` falls in, or None (no classes, or NaN)."""
+    spec = DERIVED[derived_id]
+    if not spec.bands or value != value:
+        return None
+    for band in spec.bands:
+        if spec.edge == "lower":
+            inside = (band.min is None or value >= band.min) and (
+                band.max is None or value < band.max
+            )
+        else:
+            inside = (band.min is None or value > band.min) and (
+                band.max is None or value <= band.max
+            )
+        if inside:
+            return band.id
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedColumn:
+    """A derived parameter over readings: its values (NaN where undefined) and, per reading,
+    whether its QC flag is good (every input good)."""
+
+    values: FloatArray
+    good: BoolArray
+
+    def rounded(self) -> FloatArray:
+        """Return the values as served per reading: rounded to ``DERIVED_DECIMALS``."""
+        result: FloatArray = np.round(self.values, DERIVED_DECIMALS)
+        return result
+
+    def flag(self, k: int) -> QcFlag:
+        """Return the QC flag of reading ``k``."""
+        return QcFlag.GOOD if bool(self.good[k]) else QcFlag.SUSPECT
+
+
+def derive(
+    values: Mapping[str, FloatArray],
+    good: Mapping[str, BoolArray],
+    wanted: Sequence[str] | None = None,
+) -> dict[str, DerivedColumn]:
+    """Return each derived parameter computable from ``values`` (or those of ``wanted``) with
+    its QC flags: the one place where a derived value is paired with its flag.
+
+    ``good[name]`` says per reading whether an input's flag is good; an input without flags
+    counts as good. The value is NaN wherever an input is NaN or the quantity undefined.
+    """
+    computed = compute_derived(values)
+    result: dict[str, DerivedColumn] = {}
+    for derived_id, column in computed.items():
+        if wanted is not None and derived_id not in wanted:
+            continue
+        flags = [
+            np.asarray(good[name], dtype=np.bool_)
+            for name in DERIVED[derived_id].inputs
+            if name in good
+        ]
+        ok: BoolArray = (
+            np.logical_and.reduce(flags) if flags else np.ones(column.shape, dtype=np.bool_)
+        )
+        result[derived_id] = DerivedColumn(column, ok)
+    return result
+
+
+_INPUTS: Final = tuple(sorted({name for spec in DERIVED.values() for name in spec.inputs}))
+
+
+def derive_readings(
+    readings: Sequence[tuple[Mapping[str, float], Mapping[str, QcFlag]]],
+) -> list[dict[str, tuple[float, QcFlag]]]:
+    """Return, per reading (its values and QC flags), each defined derived value, rounded as
+    served, with its flag (``suspect`` when any input is suspect); one numpy pass for all."""
+    if not readings:
+        return []
+    present = {name for values, _ in readings for name in values if name in _INPUTS}
+    arrays = {
+        name: np.array([values.get(name, np.nan) for values, _ in readings], dtype=np.float64)
+        for name in present
+    }
+    good = {
+        name: np.array([qc.get(name) != QcFlag.SUSPECT for _, qc in readings], dtype=np.bool_)
+        for name in present
+    }
+    columns = [(d, c.rounded().tolist(), c.good.tolist()) for d, c in derive(arrays, good).items()]
+    out: list[dict[str, tuple[float, QcFlag]]] = []
+    for k in range(len(readings)):
+        row: dict[str, tuple[float, QcFlag]] = {}
+        for derived_id, column, ok in columns:
+            value = column[k]
+            if value == value:  # not NaN
+                row[derived_id] = (value, QcFlag.GOOD if ok[k] else QcFlag.SUSPECT)
+        out.append(row)
+    return out

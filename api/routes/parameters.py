@@ -6,7 +6,7 @@ from typing import Final
 
 from fastapi import APIRouter
 
-from api.models import ParameterOut, ParametersOut
+from api.models import BandOut, ParameterOut, ParametersOut
 from api.series import DERIVED_DEFAULT_AGG
 from sensors.catalog import PARAMETERS
 from sensors.derived import DERIVED
@@ -15,7 +15,8 @@ router = APIRouter(tags=["catalogue"])
 
 
 def catalogue() -> ParametersOut:
-    """Return every stored parameter and every derived one (``derived: true``)."""
+    """Return every stored parameter and every derived one (``derived: true``, with its
+    inputs, source and classes: the page reads them here rather than repeating them)."""
     stored = [
         ParameterOut(
             id=spec.id,
@@ -37,6 +38,10 @@ def catalogue() -> ParametersOut:
             agg=DERIVED_DEFAULT_AGG,
             derived=True,
             inputs=list(spec.inputs),
+            source=spec.source,
+            bands=[BandOut(id=b.id, label=b.label, min=b.min, max=b.max) for b in spec.bands]
+            or None,
+            band_edge=spec.edge if spec.bands else None,
         )
         for spec in DERIVED.values()
     ]
