@@ -66,9 +66,11 @@ def latest_entries(rows: Sequence[tuple[str, Mapping[str, Cell]]]) -> list[Lates
     derived = derive_readings([(item.values, item.qc) for item in parsed])
     entries = []
     for item, extra in zip(parsed, derived, strict=True):
-        for derived_id, (value, flag) in extra.items():
-            item.values[derived_id] = value
-            item.qc[derived_id] = flag
+        for derived_id, served in extra.items():
+            item.values[derived_id] = served.value
+            item.qc[derived_id] = served.flag
+            if served.check:
+                item.checks[derived_id] = served.check
         entries.append(
             LatestEntry(
                 station=item.station_id,

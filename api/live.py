@@ -259,10 +259,13 @@ def reading_event_data(entry: LatestEntry) -> str:
     """
     values = dict(entry.values)
     qc = dict(entry.qc)
-    for derived_id, (value, flag) in derive_readings([(values, qc)])[0].items():
-        values[derived_id] = value
-        qc[derived_id] = flag
-    served = entry.model_copy(update={"values": values, "qc": qc})
+    checks = dict(entry.checks)
+    for derived_id, derived in derive_readings([(values, qc)])[0].items():
+        values[derived_id] = derived.value
+        qc[derived_id] = derived.flag
+        if derived.check:
+            checks[derived_id] = derived.check
+    served = entry.model_copy(update={"values": values, "qc": qc, "checks": checks})
     return served.model_dump_json(exclude_none=True)
 
 

@@ -52,6 +52,8 @@ class ParameterOut(_Out):
     source: str | None = None
     bands: list[BandOut] | None = None
     band_edge: Literal["lower", "upper"] | None = None  # the edge a class includes
+    min_interval: str | None = None  # series of it need at least this interval (EAQI: 1h)
+    note: str | None = None  # how latest and the stream differ from series, if they do
 
 
 class ParametersOut(_Out):

@@ -17,7 +17,7 @@ from api.models import AggPoint, RawPoint
 from api.series import DERIVED_MAX_READINGS, INTERVAL_NS, MAX_POINTS, SeriesPlan, SeriesRequestError
 from sensors import schema
 from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
-from sensors.derived import derive
+from sensors.derived import DERIVED, compute_derived, derive
 from sensors.models import format_ts
 from sensors.schema import QcFlag
 
@@ -118,19 +118,59 @@ def derived_windows(plan: SeriesPlan, result: StatementResult) -> dict[str, Wind
             "parameters only"
         )
     inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
-    computed = derive(inputs, readings.good, plan.derived)
-    return {
-        p: aggregate_windows(
-            readings.ts,
-            computed[p].values,
+    hourly = [p for p in plan.derived if DERIVED[p].hourly]
+    if hourly and INTERVAL_NS[plan.interval] < HOUR_NS:
+        raise SeriesRequestError(_hourly_only(hourly))
+    computed = derive(inputs, readings.good, [p for p in plan.derived if p not in hourly])
+    out: dict[str, Windows] = {}
+    for p in plan.derived:
+        if p in hourly:
+            ts, values = _hourly_levels(plan, p, inputs[DERIVED[p].inputs[0]], readings.ts)
+        else:
+            ts, values = readings.ts, computed[p].values
+        out[p] = aggregate_windows(
+            ts,
+            values,
             plan.aggs[p],
             step_ns=INTERVAL_NS[plan.interval],
             zone=plan.window_tz,
             start_ns=plan.start_ns,
             end_ns=plan.end_ns,
         )
-        for p in plan.derived
-    }
+    return out
+
+
+HOUR_NS = 3600 * NS
+
+
+def _hourly_only(parameters: Sequence[str]) -> str:
+    return (
+        f"{', '.join(parameters)}: the European Air Quality Index is defined on hourly means; "
+        "choose an interval of 1h or longer"
+    )
+
+
+def _hourly_levels(
+    plan: SeriesPlan, parameter: str, concentration: FloatArray, ts: IntArray
+) -> tuple[IntArray, FloatArray]:
+    """Return the hour starts (UTC) and the level of each hour's mean concentration (EEA: the
+    index is defined on hourly means, so the level is never a mean of per-reading levels)."""
+    means = aggregate_windows(
+        ts,
+        concentration,
+        ("mean",),
+        step_ns=HOUR_NS,
+        zone=None,
+        start_ns=plan.start_ns,
+        end_ns=plan.end_ns,
+    )
+    hours = np.asarray(sorted(means), dtype=np.int64)
+    hourly_means = np.asarray([means[h]["mean"] for h in hours.tolist()], dtype=np.float64)
+    levels: FloatArray = np.asarray(
+        compute_derived({DERIVED[parameter].inputs[0]: hourly_means})[parameter],
+        dtype=np.float64,
+    )
+    return hours, levels
 
 
 def aggregate_points(plan: SeriesPlan, windows: dict[str, Windows]) -> list[AggPoint]:
@@ -151,6 +191,9 @@ def aggregate_points(plan: SeriesPlan, windows: dict[str, Windows]) -> list[AggP
 
 def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
     """Return the readings of a raw series with their QC flags and derived values."""
+    hourly = [p for p in plan.derived if DERIVED[p].hourly]
+    if hourly:
+        raise SeriesRequestError(_hourly_only(hourly))
     wanted = tuple(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
     readings = ReadingArrays(result, wanted)
     if readings.size > MAX_POINTS:  # the LIMIT backstop of the 1 reading/s bound

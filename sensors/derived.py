@@ -15,7 +15,15 @@ of the same length, NaN wherever an input is NaN or the quantity is undefined. S
   e = rh/100 * 6.105 exp(17.27 Ta / (237.7 + Ta)) hPa and ws the 10 m wind speed in m/s;
 - discomfort index: Thom (1959), the °C/RH form, with its six classes (sensors.heat);
 - UTCI in the shade: the Bröde et al. (2012) polynomial with Tmrt = Ta (sensors.heat), NaN
-  outside the polynomial's validity, never an extrapolation.
+  outside the polynomial's validity, never an extrapolation;
+- EAQI levels of PM2.5 and PM10 (``pm2_5_eaqi``, ``pm10_eaqi``, sensors.airquality): the level
+  index 0 (good) .. 5 (extremely poor) of the European Air Quality Index (2024), which is defined
+  on hourly means. In a series (interval 1h or longer) each hour's level is that of the hour's
+  mean, and a window aggregates its hours' levels (by default the worst, ``max``); in latest and
+  the stream, which have no hourly mean, the level is the newest reading's, labelled
+  "indicative" (``per_reading_note``). A level whose PM value was taken above 70 % RH (or with
+  no humidity measured) is flagged ``suspect`` with the check ``pm_humid`` (resp.
+  ``pm_humidity_unknown``), never corrected.
 
 Every caller pairs a derived value with its QC flag through ``derive`` (arrays) or
 ``derive_readings`` (one mapping per reading): the flag is ``good`` only when every input is.
@@ -25,12 +33,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from sensors import heat
+from sensors import airquality, heat
+from sensors.catalog import Aggregation
 from sensors.schema import QcFlag
 
 FloatArray = npt.NDArray[np.float64]
@@ -67,6 +76,9 @@ class DerivedSpec:
     source: str
     bands: tuple[Band, ...] = ()
     edge: Literal["lower", "upper"] = "lower"
+    default_agg: Aggregation = "mean"
+    hourly: bool = False  # defined on hourly means: series need an interval of 1h or more
+    note: str | None = None  # how latest and the stream differ from series, if they do
 
 
 def _c_to_f(celsius: FloatArray) -> FloatArray:
@@ -184,6 +196,42 @@ def _utci_bands() -> tuple[Band, ...]:
     return tuple(bands)
 
 
+def _eaqi(pollutant: airquality.Pollutant) -> Callable[[FloatArray], FloatArray]:
+    def level(concentration: FloatArray) -> FloatArray:
+        values = np.asarray(concentration, dtype=np.float64)
+        values = np.where(values >= 0.0, values, np.nan)  # NaN stays NaN; never negative
+        indices = airquality.eaqi_level_indices(pollutant, values).astype(np.float64)
+        result: FloatArray = np.where(indices >= 0, indices, np.nan)
+        return result
+
+    level.__doc__ = f"Return the EAQI level index (0 good .. 5 extremely poor) of {pollutant}."
+    return level
+
+
+pm2_5_eaqi = _eaqi("pm2_5")
+pm10_eaqi = _eaqi("pm10")
+
+
+def _eaqi_bands(pollutant: airquality.Pollutant) -> tuple[Band, ...]:
+    # The level index is the value; each level is one integer, and its concentration band is
+    # in the label (upper edge included, EEA 2024).
+    edges = airquality.EAQI_UPPER_EDGES_UG_M3[pollutant]
+    bands = []
+    for k, level in enumerate(airquality.EAQI_LEVELS):
+        low = 0.0 if k == 0 else edges[k - 1]
+        span = f"> {low:g}" if k == len(edges) else f"{low:g}-{edges[k]:g}"
+        label = f"{airquality.EAQI_LABELS[level]} ({span} µg/m³ hourly mean)"
+        bands.append(Band(level, label, k - 0.5, k + 0.5))
+    return tuple(bands)
+
+
+EAQI_NOTE: Final = (
+    "EAQI levels are defined on hourly means: series (interval 1h or longer) give each hour's "
+    "level from the hour's mean; latest and the stream give the level of the newest reading, "
+    "indicative only"
+)
+PM_HUMIDITY_CHECKS: Final = {"humid": "pm_humid", "humidity_unknown": "pm_humidity_unknown"}
+
 _T_RH = ("air_temperature", "relative_humidity")
 
 DERIVED: Final[dict[str, DerivedSpec]] = {
@@ -235,6 +283,21 @@ DERIVED: Final[dict[str, DerivedSpec]] = {
             _utci_bands(),
             "upper",
         ),
+        *(
+            DerivedSpec(
+                f"{pollutant}_eaqi",
+                f"{'PM2.5' if pollutant == 'pm2_5' else 'PM10'} European Air Quality Index level",
+                "level",
+                (pollutant,),
+                airquality.EAQI_SOURCE,
+                _eaqi_bands(pollutant),
+                "lower",
+                default_agg="max",
+                hourly=True,
+                note=EAQI_NOTE,
+            )
+            for pollutant in airquality.POLLUTANTS
+        ),
     )
 }
 DERIVED_IDS: Final[frozenset[str]] = frozenset(DERIVED)
@@ -246,6 +309,8 @@ _FUNCTIONS: Final[dict[str, Callable[..., FloatArray]]] = {
     "apparent_temperature": apparent_temperature,
     "discomfort_index": discomfort_index,
     "utci_shade": utci_shade,
+    "pm2_5_eaqi": pm2_5_eaqi,
+    "pm10_eaqi": pm10_eaqi,
 }
 
 
@@ -302,6 +367,7 @@ class DerivedColumn:
 
     values: FloatArray
     good: BoolArray
+    checks: tuple[str | None, ...] | None = None  # why a value is flagged, per reading
 
     def rounded(self) -> FloatArray:
         """Return the values as served per reading: rounded to ``DERIVED_DECIMALS``."""
@@ -337,21 +403,49 @@ def derive(
         ok: BoolArray = (
             np.logical_and.reduce(flags) if flags else np.ones(column.shape, dtype=np.bool_)
         )
-        result[derived_id] = DerivedColumn(column, ok)
+        checks = None
+        if DERIVED[derived_id].hourly:
+            checks = pm_humidity_checks(values.get("relative_humidity"), column.shape)
+            ok = ok & np.array([check is None for check in checks], dtype=np.bool_)
+        result[derived_id] = DerivedColumn(column, ok, checks)
     return result
+
+
+def pm_humidity_checks(
+    relative_humidity: FloatArray | None, shape: tuple[int, ...]
+) -> tuple[str | None, ...]:
+    """Return, per reading, why a PM value may over-read (``pm_humid`` above 70 % RH,
+    ``pm_humidity_unknown`` without RH) or None: a flag, never a correction. Stations report
+    no fog observation, so only humidity is checked."""
+    rh = (
+        np.full(shape, np.nan)
+        if relative_humidity is None
+        else np.asarray(relative_humidity, dtype=np.float64)
+    )
+    flags = (airquality.pm_humidity_flag(float(value)) for value in rh.tolist())
+    return tuple(None if flag is None else PM_HUMIDITY_CHECKS[flag] for flag in flags)
 
 
 _INPUTS: Final = tuple(sorted({name for spec in DERIVED.values() for name in spec.inputs}))
 
 
+class DerivedValue(NamedTuple):
+    """One served derived value, its QC flag and, when flagged by its own check, the check."""
+
+    value: float
+    flag: QcFlag
+    check: str | None
+
+
 def derive_readings(
     readings: Sequence[tuple[Mapping[str, float], Mapping[str, QcFlag]]],
-) -> list[dict[str, tuple[float, QcFlag]]]:
+) -> list[dict[str, DerivedValue]]:
     """Return, per reading (its values and QC flags), each defined derived value, rounded as
     served, with its flag (``suspect`` when any input is suspect); one numpy pass for all."""
     if not readings:
         return []
     present = {name for values, _ in readings for name in values if name in _INPUTS}
+    present |= {"relative_humidity"} & {name for values, _ in readings for name in values}
     arrays = {
         name: np.array([values.get(name, np.nan) for values, _ in readings], dtype=np.float64)
         for name in present
@@ -360,13 +454,17 @@ def derive_readings(
         name: np.array([qc.get(name) != QcFlag.SUSPECT for _, qc in readings], dtype=np.bool_)
         for name in present
     }
-    columns = [(d, c.rounded().tolist(), c.good.tolist()) for d, c in derive(arrays, good).items()]
-    out: list[dict[str, tuple[float, QcFlag]]] = []
+    columns = [
+        (d, c.rounded().tolist(), c.good.tolist(), c.checks)
+        for d, c in derive(arrays, good).items()
+    ]
+    out: list[dict[str, DerivedValue]] = []
     for k in range(len(readings)):
-        row: dict[str, tuple[float, QcFlag]] = {}
-        for derived_id, column, ok in columns:
+        row: dict[str, DerivedValue] = {}
+        for derived_id, column, ok, checks in columns:
             value = column[k]
             if value == value:  # not NaN
-                row[derived_id] = (value, QcFlag.GOOD if ok[k] else QcFlag.SUSPECT)
+                flag = QcFlag.GOOD if ok[k] else QcFlag.SUSPECT
+                row[derived_id] = DerivedValue(value, flag, checks[k] if checks else None)
         out.append(row)
     return out

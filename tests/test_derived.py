@@ -213,6 +213,7 @@ def test_compute_derived_returns_what_the_inputs_allow() -> None:
         "dew_point",
         "heat_index",
         "humidex",
+        "discomfort_index",
     }
     full = compute_derived(
         {"air_temperature": t, "relative_humidity": rh, "wind_speed": np.array([1.0, 2.0])}

@@ -83,6 +83,7 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
             "air_temperature": np.array([35.0]),
             "relative_humidity": np.array([40.0]),
             "wind_speed": np.array([3.0]),
+            "pm10": np.array([41.5]),
         }
     )
     assert set(data["values"]) == {

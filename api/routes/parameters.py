@@ -7,7 +7,6 @@ from typing import Final
 from fastapi import APIRouter
 
 from api.models import BandOut, ParameterOut, ParametersOut
-from api.series import DERIVED_DEFAULT_AGG
 from sensors.catalog import PARAMETERS
 from sensors.derived import DERIVED
 
@@ -35,13 +34,15 @@ def catalogue() -> ParametersOut:
             unit=spec.unit,
             min=None,
             max=None,
-            agg=DERIVED_DEFAULT_AGG,
+            agg=spec.default_agg,
             derived=True,
             inputs=list(spec.inputs),
             source=spec.source,
             bands=[BandOut(id=b.id, label=b.label, min=b.min, max=b.max) for b in spec.bands]
             or None,
             band_edge=spec.edge if spec.bands else None,
+            min_interval="1h" if spec.hourly else None,
+            note=spec.note,
         )
         for spec in DERIVED.values()
     ]

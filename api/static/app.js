@@ -239,7 +239,7 @@
     const have = new Set();
     for (const s of state.stations) for (const p of s.parameters || []) have.add(p);
     // Derived parameters and their inputs come from /v1/parameters (derived: true, inputs).
-    for (const spec of state.params.values()) if (spec.derived && spec.inputs.every((p) => have.has(p))) have.add(spec.id);
+    for (const spec of state.params.values()) if (spec.derived && !spec.min_interval && spec.inputs.every((p) => have.has(p))) have.add(spec.id);
     const order = (id) => { const i = PARAM_ORDER.indexOf(id); return i < 0 ? 99 : i; };
     return [...have].sort((a, b) => order(a) - order(b));
   }
