@@ -99,6 +99,8 @@ def test_parameters_catalogue_lists_stored_and_derived(api):
         "source": None,
         "bands": None,
         "band_edge": None,
+        "min_interval": None,
+        "note": None,
     }
     assert by_id["precipitation"]["agg"] == "sum"
     assert by_id["dew_point"]["derived"] is True
