@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,10 +75,11 @@ def _good(data: StationData, parameter: str) -> np.ndarray:
     return np.where(data.good[parameter], data.values[parameter], np.nan)
 
 
-def _series(api: ApiThread, **params: str) -> dict:
+def _series(api: ApiThread, **params: str) -> dict[str, Any]:
     response = api.get(f"/v1/stations/{FULL}/series", start=START, end=END, **params)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def test_catalogue_serves_inputs_classes_and_labels(api):
@@ -136,7 +138,7 @@ def test_latest_carries_di_utci_and_an_indicative_eaqi_level(api, data):
     else:
         assert values["utci_shade"] == pytest.approx(expected_utci, abs=0.005)
     level = airquality.eaqi_level("pm2_5", pm25)
-    assert values["pm2_5_eaqi"] == airquality.EAQI_LEVELS.index(level)  # type: ignore[arg-type]
+    assert values["pm2_5_eaqi"] == airquality.EAQI_LEVELS.index(level)
     humid = airquality.pm_humidity_flag(rh) is not None
     assert qc["pm2_5_eaqi"] == ("good" if good["pm2_5"] and not humid else "suspect")
     assert checks.get("pm2_5_eaqi") == ("pm_humid" if humid else None)
@@ -198,7 +200,7 @@ def _hourly_levels(data: StationData, pollutant: airquality.Pollutant) -> dict[i
     out = {}
     for hour in np.unique(hours[np.isfinite(pm)]):
         mean = float(np.mean(pm[(hours == hour) & np.isfinite(pm)]))
-        out[int(hour)] = airquality.EAQI_LEVELS.index(airquality.eaqi_level(pollutant, mean))  # type: ignore[arg-type]
+        out[int(hour)] = airquality.EAQI_LEVELS.index(airquality.eaqi_level(pollutant, mean))
     return out
 
 
