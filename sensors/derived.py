@@ -78,6 +78,7 @@ class DerivedSpec:
     edge: Literal["lower", "upper"] = "lower"
     default_agg: Aggregation = "mean"
     hourly: bool = False  # defined on hourly means: series need an interval of 1h or more
+    daily: bool = False  # defined on daily means of hourly means: series with interval 1d only
     note: str | None = None  # how latest and the stream differ from series, if they do
 
 
@@ -225,6 +226,22 @@ def _eaqi_bands(pollutant: airquality.Pollutant) -> tuple[Band, ...]:
     return tuple(bands)
 
 
+def _who_ratio(pollutant: airquality.Pollutant) -> Callable[[FloatArray], FloatArray]:
+    def ratio(daily_mean: FloatArray) -> FloatArray:
+        result: FloatArray = (
+            np.asarray(daily_mean, dtype=np.float64) / (airquality.WHO_2021_24H_UG_M3[pollutant])
+        )
+        return result
+
+    ratio.__doc__ = f"Return daily means of {pollutant} over the WHO 2021 24-hour guideline."
+    return ratio
+
+
+WHO_NOTE: Final = (
+    "WHO 2021 24-hour guideline: the daily mean (of hourly means, at least "
+    f"{airquality.DAILY_MEAN_MIN_HOURS} hours) over the guideline; above 1 exceeds it. "
+    "Series with interval 1d only; not in latest or the stream"
+)
 EAQI_NOTE: Final = (
     "EAQI levels are defined on hourly means: series (interval 1h or longer) give each hour's "
     "level from the hour's mean; latest and the stream give the level of the newest reading, "
@@ -298,6 +315,25 @@ DERIVED: Final[dict[str, DerivedSpec]] = {
             )
             for pollutant in airquality.POLLUTANTS
         ),
+        *(
+            DerivedSpec(
+                f"{pollutant}_who2021",
+                f"{'PM2.5' if pollutant == 'pm2_5' else 'PM10'} daily mean / WHO 2021 guideline "
+                f"({airquality.WHO_2021_24H_UG_M3[pollutant]:g} µg/m³)",
+                "ratio",
+                (pollutant,),
+                airquality.WHO_SOURCE,
+                (
+                    Band("within", "at or below the guideline", None, 1.0),
+                    Band("exceeds", "above the guideline", 1.0, None),
+                ),
+                "upper",
+                default_agg="max",
+                daily=True,
+                note=WHO_NOTE,
+            )
+            for pollutant in airquality.POLLUTANTS
+        ),
     )
 }
 DERIVED_IDS: Final[frozenset[str]] = frozenset(DERIVED)
@@ -311,6 +347,8 @@ _FUNCTIONS: Final[dict[str, Callable[..., FloatArray]]] = {
     "utci_shade": utci_shade,
     "pm2_5_eaqi": pm2_5_eaqi,
     "pm10_eaqi": pm10_eaqi,
+    "pm2_5_who2021": _who_ratio("pm2_5"),
+    "pm10_who2021": _who_ratio("pm10"),
 }
 
 
@@ -394,6 +432,8 @@ def derive(
     result: dict[str, DerivedColumn] = {}
     for derived_id, column in computed.items():
         if wanted is not None and derived_id not in wanted:
+            continue
+        if wanted is None and DERIVED[derived_id].daily:  # a daily mean is no reading's
             continue
         flags = [
             np.asarray(good[name], dtype=np.bool_)

@@ -242,11 +242,67 @@ def test_eaqi_below_an_hour_is_refused(api, interval):
     assert "hourly means" in response.json()["detail"]
 
 
+def _hourly_means(data: StationData, pollutant: str, start_ns: int) -> list[float]:
+    pm = _good(data, pollutant)
+    hours = (data.ts_ns // (3600 * NS)) * 3600 * NS
+    keep = np.isfinite(pm) & (data.ts_ns >= start_ns)
+    return [float(np.mean(pm[keep & (hours == h)])) for h in np.unique(hours[keep])]
+
+
+def test_who_2021_compares_daily_means_of_hourly_means(api, data):
+    body = _series(api, parameters="pm2_5_who2021,pm10_who2021", interval="1d", agg="max")
+    assert [p["time"] for p in body["points"]] == [START]
+    for pollutant, guideline in (("pm2_5", 15.0), ("pm10", 45.0)):
+        means = _hourly_means(data, pollutant, START_S * NS)
+        assert len(means) == 24
+        served = body["points"][0]["values"][f"{pollutant}_who2021"]["max"]
+        assert served == pytest.approx(float(np.mean(means)) / guideline, rel=1e-9)
+        comparison = airquality.who_2021_daily(pollutant, float(np.mean(means)))  # type: ignore[arg-type]
+        assert comparison is not None
+        assert (served > 1.0) is comparison.exceeds
+    # From 07:00 the day holds 17 hourly means, fewer than the 18 a daily mean needs.
+    late = api.get(
+        f"/v1/stations/{FULL}/series",
+        parameters="pm2_5_who2021",
+        start=format_ts((START_S + 7 * 3600) * NS),
+        end=END,
+        interval="1d",
+    )
+    assert late.status_code == 200, late.text
+    assert late.json()["points"] == []
+    six = _series(api, parameters="pm2_5_who2021", interval="1d")  # from 00:00 again
+    from_six = api.get(
+        f"/v1/stations/{FULL}/series",
+        parameters="pm2_5_who2021",
+        start=format_ts((START_S + 6 * 3600) * NS),
+        end=END,
+        interval="1d",
+    ).json()
+    means = _hourly_means(data, "pm2_5", (START_S + 6 * 3600) * NS)
+    assert len(means) == 18  # exactly enough
+    assert from_six["points"][0]["values"]["pm2_5_who2021"]["max"] == pytest.approx(
+        float(np.mean(means)) / 15.0, rel=1e-9
+    )
+    assert (
+        six["points"][0]["values"]["pm2_5_who2021"]["max"]
+        != from_six["points"][0]["values"]["pm2_5_who2021"]["max"]
+    )
+    refused = api.get(
+        f"/v1/stations/{FULL}/series",
+        parameters="pm2_5_who2021",
+        start=START,
+        end=END,
+        interval="1h",
+    )
+    assert refused.status_code == 400
+    assert "daily means" in refused.json()["detail"]
+
+
 def test_default_series_leaves_hourly_levels_out(api):
     body = _series(api, interval="1h")
     names = {name for point in body["points"] for name in point["values"]}
     assert {"discomfort_index", "utci_shade"} <= names
-    assert not names & {"pm2_5_eaqi", "pm10_eaqi"}
+    assert not names & {"pm2_5_eaqi", "pm10_eaqi", "pm2_5_who2021", "pm10_who2021"}
 
 
 def test_stream_carries_di_utci_and_flags_humid_pm(settings: Settings, broker: Mosquitto):
@@ -275,3 +331,4 @@ def test_stream_carries_di_utci_and_flags_humid_pm(settings: Settings, broker: M
     assert event["qc"]["pm2_5_eaqi"] == "suspect"  # 85 % RH: flagged, never corrected
     assert event["checks"]["pm2_5_eaqi"] == "pm_humid"
     assert event["values"]["pm2_5"] == 52.0
+    assert "pm2_5_who2021" not in event["values"]  # a daily mean is no single reading's

@@ -41,7 +41,7 @@ def catalogue() -> ParametersOut:
             bands=[BandOut(id=b.id, label=b.label, min=b.min, max=b.max) for b in spec.bands]
             or None,
             band_edge=spec.edge if spec.bands else None,
-            min_interval="1h" if spec.hourly else None,
+            min_interval="1d" if spec.daily else "1h" if spec.hourly else None,
             note=spec.note,
         )
         for spec in DERIVED.values()
