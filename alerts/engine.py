@@ -116,15 +116,22 @@ class AlertEngine:
         self.rules = list(rules)
         self.stations: dict[str, Station] = {s.id: s for s in stations if not s.revoked}
         self.state = EngineState()
+        self._scope: dict[str, list[Station]] = {}  # rule id -> the stations it watches
+        self._scope_ids: dict[str, frozenset[str]] = {}
 
     # --- areas ----------------------------------------------------------------------------
     def _stations_of(self, rule: Rule) -> list[Station]:
+        cached = self._scope.get(rule.id)
+        if cached is not None:
+            return cached
         chosen = [
             s for s in self.stations.values() if rule.stations is None or s.id in rule.stations
         ]
         if rule.parameter is not None:
             needed = set(rule.inputs())
             chosen = [s for s in chosen if needed <= set(s.parameters)]
+        self._scope[rule.id] = chosen
+        self._scope_ids[rule.id] = frozenset(s.id for s in chosen)
         return chosen
 
     def _area_key(self, rule: Rule, station: Station) -> str:
@@ -173,8 +180,13 @@ class AlertEngine:
         out: list[AlertMessage] = []
         for obs in todo:
             for rule in self.rules:
-                out.extend(self._expire_rule(rule, obs.ts, strict=True))
-                if obs.station not in {s.id for s in self._stations_of(rule)}:
+                if rule.area != "station":
+                    # An area's level is the maximum over its stations: every station's earlier
+                    # deadlines must be applied first. A station rule's own deadlines are
+                    # applied by feed() (and by the timer below), at the same times.
+                    out.extend(self._expire_rule(rule, obs.ts, strict=True))
+                self._stations_of(rule)
+                if obs.station not in self._scope_ids[rule.id]:
                     continue
                 if obs.synthetic and rule.kind != "threshold":
                     continue  # a computed daily value is not a sign of life
