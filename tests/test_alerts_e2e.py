@@ -161,11 +161,14 @@ def test_heatwave_sigkill_changes_nothing(
     engine = ManagedProcess("alerts", argv, tmp_path / "alerts.log", env=env)
     engine.start()
     try:
-        wait_for(lambda: len(_stored(base)) >= 1, timeout_s=30, message="the first alert")
-        engine.signal(signal.SIGKILL)
+        wait_for(
+            lambda: (stored := _stored(base)) and stored[-1].active,
+            timeout_s=30,
+            message="an active alert",
+        )
+        engine.signal(signal.SIGKILL)  # in the middle of the heat wave, an episode open
         engine.wait(10)
-        at_kill = _stored(base)
-        assert at_kill[-1].active  # killed in the middle of an episode
+        at_kill = len(_stored(base))
         engine.start()
         finish = anchor + (now_s - start.timestamp()) / SPEED + 2.0
         wait_for(lambda: time.time() > finish, timeout_s=40, message="the replay clock at now")
@@ -173,6 +176,7 @@ def test_heatwave_sigkill_changes_nothing(
         time.sleep(1.0)  # two more ticks at the end of the replay
     finally:
         engine.stop()
+    assert len(_stored(base)) > at_kill  # the restarted engine carried the episode on
     log = engine.log_text()
     assert "Traceback" not in log, log[-3000:]
     assert "alert step failed" not in log, log[-3000:]
