@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from alerts.engine import AlertEngine, Observation
-from alerts.rules import parse_rules
+from alerts.rules import load_rules
 from alerts.store import AlertStore
 from api.live_check import LiveDrop
 from sensors.alerting import AlertMessage, alerts_topic
@@ -27,7 +27,6 @@ from sensors.registry import open_registry
 from sensors.settings import Settings
 from tests.api_fixtures import open_stream, serve_api
 from tests.helpers import mosquitto_pub
-from tests.test_alert_engine import RULES
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -40,21 +39,21 @@ pytestmark = pytest.mark.skipif(
 
 
 def _episode(settings: Settings) -> list[AlertMessage]:
-    """Return an Alert, an escalation and the all-clear of a heat episode at STATION."""
-    engine = AlertEngine(parse_rules(RULES, "test"), open_registry(settings))
-    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=3)
-    values = [36.0] * 4 + [41.0] * 4 + [30.0] * 12
+    """Return the Alert, escalation and all-clear of the shipped heat rule at STATION."""
+    rules = [r for r in load_rules(None) if r.id == "heat-di"]
+    engine = AlertEngine(rules, open_registry(settings))
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=4)
+    # (T, RH): Thom DI 27.7 (most discomfort), then 30.9 (severe stress), then 20.9.
+    values = [(36.0, 30.0)] * 4 + [(40.0, 35.0)] * 4 + [(25.0, 40.0)] * 12
     observations = [
         Observation(
             t0 + dt.timedelta(minutes=10 * k),
             STATION,
-            {"air_temperature": v, "relative_humidity": 20.0 + k},
+            {"air_temperature": t, "relative_humidity": rh},
         )
-        for k, v in enumerate(values)
+        for k, (t, rh) in enumerate(values)
     ]
-    messages = [
-        m for m in engine.process(observations, t0 + dt.timedelta(hours=3)) if m.rule == "t"
-    ]
+    messages = engine.process(observations, t0 + dt.timedelta(hours=4))
     assert [(m.msg_type, m.level) for m in messages] == [
         ("Alert", 1), ("Update", 2), ("Update", 0),
     ]  # fmt: skip
@@ -136,6 +135,11 @@ def test_banner_appears_and_goes(settings: Settings, browser: Any) -> None:
             expect(banner.locator(".severity-severe")).to_have_count(1, timeout=5000)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "dashboard-alert-en.png"))
+            # In Greek, the alert's own Greek texts.
+            page.select_option("#lang", "el")
+            expect(banner).to_contain_text(escalation.headline.el, timeout=5000)
+            expect(banner).to_contain_text("δεν είναι επίσημη προειδοποίηση")
+            page.screenshot(path=str(SCREENSHOTS / "dashboard-alert-el.png"))
             store.write_messages([clear])
             _publish(settings, clear)
             expect(banner).to_be_hidden(timeout=5000)
