@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from typing import Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from alerts.engine import AlertEngine, EngineState, Observation
 from alerts.errors import AlertsError
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 MAX_WINDOW: Final = dt.timedelta(hours=12)  # catch up in steps of at most this much
 MQTT_CLIENT_ID: Final = "meltemi-alerts"
+PUBACK_WAIT_S: Final = 5.0  # per step: how long the engine waits for the broker's PUBACKs
 _CLOCK_RE: Final = re.compile(
     r"(?P<start>[^@]+)@(?P<anchor>\d+(?:\.\d+)?)\*(?P<speed>\d+(?:\.\d+)?)"
 )
@@ -121,13 +125,48 @@ class Publisher:
             self.client.tls_set(
                 ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
             )
+        self.connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_args: self.connected.clear()
         self.client.connect_async(settings.mqtt_host, settings.mqtt_port, keepalive=30)
         self.client.loop_start()
 
-    def publish(self, messages: Sequence[AlertMessage]) -> None:
-        """Queue each message on its topic (paho retries while the broker is away)."""
-        for message in messages:
-            self.client.publish(alerts_topic(message.station), message.model_dump_json(), qos=1)
+    def _on_connect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            logger.warning("alert publisher: the broker refused the connection: %s", reason_code)
+            return
+        self.connected.set()
+        logger.info("alert publisher connected")
+
+    def publish(self, messages: Sequence[AlertMessage]) -> bool:
+        """Publish each message (QoS 1) and wait for the broker's PUBACKs, up to a deadline.
+
+        Return True when every message was acknowledged. The state is saved after this, so a
+        crash before the acknowledgements replays (re-publishes) the window: at least once
+        while the broker is up. When it is away, the stored message remains the reference.
+        """
+        infos = [
+            self.client.publish(alerts_topic(m.station), m.model_dump_json(), qos=1)
+            for m in messages
+        ]
+        deadline = time.monotonic() + PUBACK_WAIT_S
+        acked = True
+        for info in infos:
+            try:  # paho raises when the message went to its queue while disconnected
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                acked = acked and info.is_published()
+            except (RuntimeError, ValueError):
+                acked = False
+        if not acked:
+            logger.warning("alert messages not acknowledged within %.0f s", PUBACK_WAIT_S)
+        return acked
 
     def close(self) -> None:
         """Disconnect, after paho has sent what it can."""
@@ -216,6 +255,8 @@ class AlertService:
     def start(self) -> None:
         """Cancel the episodes of withdrawn rules; connect the publisher."""
         self.publisher = Publisher(self.settings)
+        if not self.publisher.connected.wait(PUBACK_WAIT_S):
+            logger.warning("alert publisher not connected yet; messages are stored regardless")
         cancels = self.engine.cancel_withdrawn(self.clock.now() - self.lag)
         if cancels:
             self.store.write_messages(cancels)

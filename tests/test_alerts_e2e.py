@@ -37,7 +37,7 @@ from sensors.registry import open_registry
 from sensors.settings import Settings
 from tests.api_fixtures import serve
 from tests.conftest import IngesterProcess
-from tests.helpers import influx_count, influx_rows, settings_env, wait_for
+from tests.helpers import influx_count, influx_rows, mosquitto_pub, settings_env, wait_for
 
 DATA = Path(__file__).parent / "data"
 STATIONS = ("hw-elefsina", "hw-fyli")
@@ -159,8 +159,24 @@ def test_heatwave_sigkill_changes_nothing(
     )
     argv = [sys.executable, "-m", "meltemi.cli", "alerts"]
     engine = ManagedProcess("alerts", argv, tmp_path / "alerts.log", env=env)
-    engine.start()
+    # A witness subscriber we did not write: every message the engine publishes.
+    witness_out = tmp_path / "mosquitto_sub.txt"
+    with witness_out.open("wb") as sink:
+        witness = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(base.mqtt_port), "-q", "1", "-v",
+             "-t", "meltemi/alerts/+"],
+            stdout=sink,
+        )  # fmt: skip
     try:
+        wait_for(
+            lambda: (
+                mosquitto_pub(base.mqtt_port, "meltemi/alerts/probe", "ready", 0) is not None
+                and b"meltemi/alerts/probe ready" in witness_out.read_bytes()
+            ),
+            timeout_s=15,
+            message="mosquitto_sub subscribed",
+        )
+        engine.start()
         wait_for(
             lambda: (stored := _stored(base)) and stored[-1].active,
             timeout_s=30,
@@ -176,6 +192,8 @@ def test_heatwave_sigkill_changes_nothing(
         time.sleep(1.0)  # two more ticks at the end of the replay
     finally:
         engine.stop()
+        witness.terminate()  # our own mosquitto_sub, by its PID
+        witness.wait(10)
     assert len(_stored(base)) > at_kill  # the restarted engine carried the episode on
     log = engine.log_text()
     assert "Traceback" not in log, log[-3000:]
@@ -186,7 +204,16 @@ def test_heatwave_sigkill_changes_nothing(
     observations = store.observations(("air_temperature", "relative_humidity"), start, end)
     expected = reference.process(observations, end)
     store.close()
-    got = [m for m in _stored(base) if m.sent <= end]
+    published = [
+        AlertMessage.model_validate_json(line.split(" ", 1)[1])
+        for line in witness_out.read_text().splitlines()
+        if not line.startswith("meltemi/alerts/probe")
+    ]
+    # At least once: every stored message was published (a replay after the kill may repeat).
+    everything = _stored(base)
+    assert {m.identifier for m in published} == {m.identifier for m in everything}
+    assert all(m in everything for m in published)
+    got = [m for m in everything if m.sent <= end]
     assert _summary(got) == _summary(
         sorted(expected, key=lambda m: (m.sent, m.station, m.sequence))
     )
