@@ -92,6 +92,7 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
         wait_for(state.exists, timeout_s=60, message="the alert engine's state file")
         assert json.loads(state.read_text())["cursor"] is not None
         assert "alert engine: 6 rules, 13 stations" in up.log_text()
+        assert "alert publisher connected" in up.log_text()  # its own broker account
         assert {entry["station"] for entry in latest} == {s["id"] for s in stations}
         newest = max(entry["ts"] for entry in latest)
         assert newest >= (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
