@@ -166,6 +166,7 @@ def _day_statements(
     """Return the per-day statements and the (parameter, check) of each suspect statement."""
     where = f"WHERE {_filter(ids)}{_range(start_ns, end_ns)}"
     by_day = f"GROUP BY time(1d), {_ST} fill(none)"
+    by_reason = f"GROUP BY time(1d), {_ST}, {quote_identifier('reason')} fill(none)"
     d = quote_identifier("d")
     inner = f"SELECT difference({_SEQ}) AS {d} FROM {_R} {where} GROUP BY {_ST}"
     outer_range = _range(start_ns, end_ns)
@@ -182,12 +183,9 @@ def _day_statements(
         ),
         InfluxQL(
             f"SELECT count({detail}) AS {_COUNT} FROM {quote_identifier(QUARANTINE_RP)}.{q} "
-            f"{where} {by_day}, {quote_identifier('reason')}"
+            f"{where} {by_reason}"
         ),
-        InfluxQL(
-            f"SELECT count({detail}) AS {_COUNT} FROM {q} {where} {by_day}, "
-            f"{quote_identifier('reason')}"
-        ),
+        InfluxQL(f"SELECT count({detail}) AS {_COUNT} FROM {q} {where} {by_reason}"),
         InfluxQL(
             f"SELECT last({quote_identifier('state')}) AS {quote_identifier('state')} "
             f"FROM {quote_identifier(schema.STATUS)} WHERE {_filter(ids)}"
