@@ -133,8 +133,9 @@ def api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[ApiTh
 
 def _day(body: dict[str, Any], day_s: int) -> dict[str, Any]:
     date = time.strftime("%Y-%m-%d", time.gmtime(day_s))
-    (found,) = [d for d in body["days"] if d["date"] == date]
-    return found
+    found: list[dict[str, Any]] = [d for d in body["days"] if d["date"] == date]
+    assert len(found) == 1, date
+    return found[0]
 
 
 def test_station_health_per_day(api: ApiThread) -> None:
