@@ -35,6 +35,7 @@ from api.routes import (
     metrics,
     parameters,
     series,
+    sta,
     station_health,
     stations,
     stream,
@@ -67,7 +68,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
-    for module in (health, metrics, parameters, stations, latest, series, stream, station_health):
+    for module in (
+        health,
+        metrics,
+        parameters,
+        stations,
+        latest,
+        series,
+        stream,
+        station_health,
+        sta,
+    ):
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:
