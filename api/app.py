@@ -28,6 +28,7 @@ from api.influxql import UnsafeQueryPart
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import (
+    catalog,
     dashboard,
     docs,
     health,
@@ -78,6 +79,7 @@ def _include_routers(app: FastAPI) -> None:
         stream,
         station_health,
         sta,
+        catalog,
     ):
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
