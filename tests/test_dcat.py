@@ -35,7 +35,8 @@ def api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[ApiTh
     registry.write_text(
         "\n".join(
             f'[[station]]\nid = "{s}"\nname = "Station {s}"\nmunicipality = "Elefsina"\n'
-            f'lat = {38.0 + k / 10}\nlon = 23.5\nelevation_m = 12\nparameters = ["air_temperature"]\n'
+            f"lat = {38.0 + k / 10}\nlon = 23.5\nelevation_m = 12\n"
+            'parameters = ["air_temperature"]\n'
             for k, s in enumerate(STATIONS)
         )
     )
