@@ -8,6 +8,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Chromium for the dashboard's browser tests, nginx (the edge proxy of deploy/, tested as
 # shipped), openssl (the tests' throw-away CA, and the TLS witness s_client) and iproute2 (ss).
 APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium nginx openssl iproute2
+# The dashboard's scripts offline (issue 12): DejaVu covers Greek, Latin, Cyrillic, Georgian,
+# Arabic and Persian, Nafees (Naskh) Urdu; fontconfig gives them to Chromium. Node and npm
+# install axe-core for the accessibility tests (tests/axe, npm ci); curl is a witness client.
+APT_PACKAGES += fonts-dejavu-core fonts-nafees nodejs npm curl
 
 .PHONY: up test lint pytest deps venv bench clean help
 
@@ -65,4 +69,4 @@ bench: deps venv
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/axe/node_modules

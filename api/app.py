@@ -25,6 +25,7 @@ from api.errors import ApiStorageError, StorageUnavailable
 from api.health import HealthProbe
 from api.influx import InfluxReader, open_influx_client
 from api.influxql import UnsafeQueryPart
+from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import (
@@ -58,7 +59,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     hooks: list[LifespanHook] = app.state.lifespan_hooks
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(open_influx_client(settings))
-        app.state.influx = InfluxReader(client, settings.influx_db)
+        app.state.influx = InfluxReader(client, settings.influx_db, settings.api_cache_ttl_s)
         app.state.health = HealthProbe(app.state.influx, app.state.live_feed)
         for hook in hooks:
             await stack.enter_async_context(hook(app))
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(ApiStorageError, _storage_error)
     app.add_exception_handler(SeriesRequestError, _bad_request)
     app.add_exception_handler(UnsafeQueryPart, _unsafe_query)
+    install_limits(app, settings)  # api.limits: rate, concurrency, cancel-on-disconnect (inner)
     if settings.api_cors_origins:
         # RELIABILITY S12: read-only and anonymous, so GET/HEAD only and never credentials.
         app.add_middleware(

@@ -21,13 +21,18 @@ served as a complete 200 (RELIABILITY S9).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from api.cpu import run_cpu
 from api.errors import StoragePartial, StorageRejected, StorageUnavailable
 from api.influxql import InfluxQL, join_statements
 from sensors.settings import Settings
@@ -39,6 +44,10 @@ Cell = float | int | str | bool | None
 
 _DETAIL_MAX: Final = 300  # characters of InfluxDB's error text kept in logs and exceptions
 CHUNK_ROWS: Final = 10_000  # rows per chunk of a chunked answer (InfluxDB 1.x's default)
+# Answers larger than this are merged in a worker thread, so the event loop keeps serving.
+THREAD_MERGE_BYTES: Final = 64 * 1024
+CACHE_MAX_ENTRIES: Final = 256  # shared answers kept at most (dashboard queries: a handful)
+CACHE_MAX_BYTES: Final = 4 * 1024 * 1024  # a larger answer is never kept
 
 
 class SeriesOut(BaseModel):
@@ -106,37 +115,113 @@ def query_params(database: str, text: InfluxQL) -> dict[str, str]:
     }
 
 
-class InfluxReader:
-    """Runs InfluxQL statements built by ``api.queries`` and returns checked results."""
+@dataclass(slots=True)
+class _Flight:
+    """One InfluxDB request shared by every caller asking the same cacheable text meanwhile."""
 
-    def __init__(self, client: httpx.AsyncClient, database: str) -> None:
+    task: asyncio.Task[list[StatementResult]]
+    waiters: int = 0
+
+
+class InfluxReader:
+    """Runs InfluxQL statements built by ``api.queries`` and returns checked results.
+
+    With ``cache=True`` (the dashboard's fixed queries), an identical statement text asked for
+    within ``cache_ttl_s`` of a completed answer gets that answer, and callers arriving while it
+    is being fetched share the one request (single flight): a crowd costs one InfluxDB query
+    per TTL. Entries are aged out by time only (no invalidation: an answer is at most
+    ``cache_ttl_s`` old); errors are never kept. The shared request is cancelled only when
+    every caller waiting for it has gone away.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, database: str, cache_ttl_s: float = 0.0) -> None:
         self.client = client
         self.database = database
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: dict[str, tuple[float, list[StatementResult]]] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._too_big: set[str] = set()
 
-    async def query(self, statements: Sequence[InfluxQL]) -> list[StatementResult]:
+    async def query(
+        self, statements: Sequence[InfluxQL], *, cache: bool = False
+    ) -> list[StatementResult]:
         """Run the statements in one request; return one complete result per statement."""
         if not statements:
             return []
         text = join_statements(list(statements))
-        logger.debug("query: %s", text)
+        if not cache or self.cache_ttl_s <= 0:
+            return await self._fetch(text, len(statements))
+        hit = self._cache.get(text)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        flight = self._flights.get(text)
+        if flight is None:
+            task = asyncio.create_task(self._fetch(text, len(statements), keep=True))
+            flight = self._flights[text] = _Flight(task)
+            task.add_done_callback(lambda done: self._landed(text, done))
+        flight.waiters += 1
         try:
-            response = await self.client.get("/query", params=query_params(self.database, text))
+            return await asyncio.shield(flight.task)
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not flight.task.done():
+                flight.task.cancel()  # nobody wants it any more: stop InfluxDB's work too
+
+    def _landed(self, text: str, task: asyncio.Task[list[StatementResult]]) -> None:
+        self._flights.pop(text, None)
+        if text in self._too_big:
+            self._too_big.discard(text)
+            return
+        if task.cancelled() or task.exception() is not None:
+            return
+        now = time.monotonic()
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+        self._cache[text] = (now + self.cache_ttl_s, task.result())
+
+    async def _fetch(
+        self, text: InfluxQL, expected: int, keep: bool = False
+    ) -> list[StatementResult]:
+        logger.debug("query: %s", text)
+        # The request runs in a task of its own and is cancelled there exactly once: httpx then
+        # closes the connection, and InfluxDB 1.x aborts a query whose client went away. (Under
+        # an anyio cancel scope, cancellation is re-delivered at every await, which interrupts
+        # httpx's own clean-up and leaves the connection, and the query, running.)
+        request = asyncio.ensure_future(self._get(text))
+        try:
+            status, raw, encoding = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            request.cancel()
+            raise
         except httpx.TimeoutException as exc:
             raise StorageUnavailable("InfluxDB did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise StorageUnavailable(f"InfluxDB is unreachable: {type(exc).__name__}") from exc
-        if response.status_code >= 500:
-            raise StorageUnavailable(f"InfluxDB answered {response.status_code}")
-        if response.status_code in (401, 403):
-            raise StorageRejected(
-                f"InfluxDB refused the API's credentials ({response.status_code})"
-            )
-        if response.status_code != 200:
-            raise StorageRejected(
-                f"InfluxDB refused the query ({response.status_code}): "
-                f"{response.text[:_DETAIL_MAX]}"
-            )
-        return merge_chunks(response.content, len(statements))
+        if status >= 500:
+            raise StorageUnavailable(f"InfluxDB answered {status}")
+        if status in (401, 403):
+            raise StorageRejected(f"InfluxDB refused the API's credentials ({status})")
+        if status != 200:
+            text_out = decode_body(raw, encoding)[:_DETAIL_MAX].decode("utf-8", "replace")
+            raise StorageRejected(f"InfluxDB refused the query ({status}): {text_out}")
+        if keep and len(raw) > CACHE_MAX_BYTES:
+            self._too_big.add(text)  # shared with its waiters, but not kept
+        if len(raw) <= THREAD_MERGE_BYTES:
+            return merge_chunks(decode_body(raw, encoding), expected)
+        return await run_cpu(_decode_and_merge, raw, encoding, expected)
+
+    async def _get(self, text: InfluxQL) -> tuple[int, bytes, str]:
+        """Return the status, the body as sent (still compressed) and its content-encoding.
+
+        The body is decompressed and parsed in a worker thread (``_decode_and_merge``), not
+        here: inflating a large gzip answer took tens of milliseconds of the event loop.
+        """
+        params = query_params(self.database, text)
+        async with self.client.stream("GET", "/query", params=params) as response:
+            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            return response.status_code, raw, response.headers.get("content-encoding", "")
 
     async def ping(self) -> bool:
         """Return True when InfluxDB answers ``/ping`` with a 2xx (1.x/2.x: 204, 3.x: 200)."""
@@ -182,6 +267,24 @@ class _Statement:
             for series, rows in zip(self.series, self.rows, strict=True)
         ]
         return StatementResult.model_construct(statement_id=statement_id, series=merged)
+
+
+def decode_body(raw: bytes, encoding: str) -> bytes:
+    """Return a body as InfluxDB meant it: gzip answers inflated (StorageUnavailable when cut)."""
+    if encoding.strip().lower() != "gzip":
+        return raw
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        body = inflater.decompress(raw) + inflater.flush()
+    except zlib.error as exc:
+        raise StorageUnavailable("InfluxDB's compressed answer was cut short") from exc
+    if not inflater.eof:
+        raise StorageUnavailable("InfluxDB's compressed answer was cut short")
+    return body
+
+
+def _decode_and_merge(raw: bytes, encoding: str, expected: int) -> list[StatementResult]:
+    return merge_chunks(decode_body(raw, encoding), expected)
 
 
 def merge_chunks(body: bytes, expected: int) -> list[StatementResult]:

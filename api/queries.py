@@ -168,3 +168,21 @@ def raw_readings(
         f"SELECT {columns} FROM {_READINGS} {_where(station_id, start_ns, end_ns)} "
         f"ORDER BY time ASC LIMIT {int(limit)}"
     )
+
+
+def data_edge(station_id: str, *, newest: bool) -> InfluxQL:
+    """Return the station's oldest (or newest) reading row: the edges of its data span."""
+    order = "DESC" if newest else "ASC"
+    return InfluxQL(
+        f"SELECT * FROM {_READINGS} WHERE {_STATION} = {quote_string(station_id)} "
+        f"ORDER BY time {order} LIMIT 1"
+    )
+
+
+def count_values(station_id: str, parameter: str, *, start_ns: int, end_ns: int) -> InfluxQL:
+    """Return how many values of one parameter a range holds: the cheap count a series
+    request's cost is judged by before its real statements run (api.cost)."""
+    return InfluxQL(
+        f"SELECT count({quote_identifier(parameter)}) AS {quote_identifier('count')} "
+        f"FROM {_READINGS} {_where(station_id, start_ns, end_ns)}"
+    )

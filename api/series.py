@@ -79,6 +79,17 @@ class SeriesPlan:
     include_suspect: bool
     output: OutputFormat
     estimated_points: int
+    # The time bounds the statements use: the range clipped to where the station can have
+    # data (api.cost); None until then, meaning start_ns/end_ns. Equal bounds: nothing to read.
+    query_start_ns: int | None = None
+    query_end_ns: int | None = None
+
+    @property
+    def query_window(self) -> tuple[int, int]:
+        """Return the statements' time bounds (the requested range unless clipped)."""
+        start = self.start_ns if self.query_start_ns is None else self.query_start_ns
+        end = self.end_ns if self.query_end_ns is None else self.query_end_ns
+        return start, end
 
     @property
     def stored(self) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ def run(settings: Settings) -> int:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         timeout_keep_alive=KEEP_ALIVE_S,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is read by api.client_address, trusted proxies only
     )
     server = _Server(config)
     logger.info("serving the API on http://%s:%d", settings.api_host, settings.api_port)

@@ -38,13 +38,14 @@ async def _with_older(
     registry: StationRegistry,
     wanted: list[str],
     recent: dict[str, dict[str, Cell]],
+    cache: bool = False,
 ) -> dict[str, dict[str, Cell]]:
     """Add the newest rows of the wanted stations that did not report in the recent window."""
     missing = [station_id for station_id in wanted if station_id not in recent]
     if not missing:
         return recent
     only = missing if len(missing) <= MAX_NAMED_STATIONS else None
-    (older,) = await reader.query([latest_readings(only)])
+    (older,) = await reader.query([latest_readings(only)], cache=cache)
     return recent | _by_station(older, registry)
 
 
@@ -53,8 +54,13 @@ async def read_rows(
 ) -> dict[str, dict[str, Cell]]:
     """Return the newest reading row of one station (or every registered station)."""
     wanted: list[str] = [station_id] if station_id is not None else list(registry.ids)
-    (result,) = await reader.query([latest_readings(wanted if station_id else None, recent=True)])
-    return await _with_older(reader, registry, wanted, _by_station(result, registry))
+    # Every station's newest rows (the dashboard's /v1/latest) are shared for the cache TTL.
+    (result,) = await reader.query(
+        [latest_readings(wanted if station_id else None, recent=True)], cache=station_id is None
+    )
+    return await _with_older(
+        reader, registry, wanted, _by_station(result, registry), cache=station_id is None
+    )
 
 
 async def read_state(
@@ -63,11 +69,15 @@ async def read_state(
     """Return newest rows and statuses of one station (or every registered station)."""
     wanted: list[str] = [station_id] if station_id is not None else list(registry.ids)
     only = wanted if station_id else None
-    readings, status = await reader.query([latest_readings(only, recent=True), latest_status(only)])
+    readings, status = await reader.query(
+        [latest_readings(only, recent=True), latest_status(only)], cache=station_id is None
+    )
     statuses = {
         station: state
         for station, row in _by_station(status, registry).items()
         if isinstance(state := row.get("state"), str) and state in ("online", "offline")
     }
-    rows = await _with_older(reader, registry, wanted, _by_station(readings, registry))
+    rows = await _with_older(
+        reader, registry, wanted, _by_station(readings, registry), cache=station_id is None
+    )
     return StationState(rows=rows, statuses=statuses)

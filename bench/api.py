@@ -172,6 +172,9 @@ def main(argv: list[str]) -> int:
                 MELTEMI_API_PORT=str(port),
                 MELTEMI_MQTT_PORT=str(free_port()),  # no broker: /health is not measured
                 MELTEMI_DATA_DIR=str(root / "var"),
+                # Latency of the work itself: no per-client rate limit, no shared answers.
+                MELTEMI_API_RATE_PER_S="0",
+                MELTEMI_API_CACHE_TTL_S="0",
             )
             api = ManagedProcess(
                 "api",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -163,6 +163,16 @@ DERIVED: Final[dict[str, DerivedSpec]] = {
     )
 }
 DERIVED_IDS: Final[frozenset[str]] = frozenset(DERIVED)
+
+# US NWS heat index categories (80, 90, 103 and 125 °F in °C), lower bound inclusive, highest
+# first; below the lowest one: "none". The dashboard and /v1/levels name them in every language.
+HeatIndexCategory = Literal["none", "caution", "extreme_caution", "danger", "extreme_danger"]
+HEAT_INDEX_CATEGORY_LOWER_BOUNDS_C: Final[tuple[tuple[float, HeatIndexCategory], ...]] = (
+    (51.7, "extreme_danger"),
+    (39.4, "danger"),
+    (32.2, "extreme_caution"),
+    (26.7, "caution"),
+)
 
 _FUNCTIONS: Final[dict[str, Callable[..., FloatArray]]] = {
     "dew_point": dew_point,

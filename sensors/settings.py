@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MELTEMI_"
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
 
-    # --- helper "stack" (issue 8 part 3): InfluxDB provisioning ---
+    # --- InfluxDB provisioning (issue 8 part 3) ---
     # Duration of the `quarantine` retention policy that deploy/provision_influxdb.py and
     # `meltemi up` create on the database (the ingester writes quarantine records into it).
     quarantine_retention_days: int = Field(90, ge=1, le=36500)
@@ -70,7 +71,7 @@ class Settings(BaseSettings):
     # The simulator's per-station secrets (a 0600 JSON file {station_id: secret}); `meltemi up`
     # writes it. Unset: simulated stations connect without a password (the test brokers).
     sim_credentials_file: Path | None = None
-    # --- API surface (issue 8 part 8; helper "apisurface") --------------------------------
+    # --- API surface (issue 8 part 8) ---
     # /docs serves Swagger UI from vendored files (api/static/vendor/swagger-ui); false: no /docs.
     api_docs: bool = True
     # Send Strict-Transport-Security on every response. Set it when the API is only reachable
@@ -80,7 +81,46 @@ class Settings(BaseSettings):
     # Cache-Control max-age of public data answers (/v1/...); health, metrics and the live
     # stream are always no-store.
     api_data_max_age_s: int = Field(10, ge=0, le=86_400)
-    # --- end API surface -------------------------------------------------------------------
+    # --- API request cost (issue 8 part 6, RELIABILITY S9/S10; api.limits, api.cost) ---
+    # Peers (IP addresses or CIDR networks, JSON list) whose X-Forwarded-For is believed; from
+    # any other peer the header is ignored (rate limits and the per-address stream cap).
+    api_trusted_proxies: list[str] = Field(default_factory=list)
+    # Work budget of one series request: stored values InfluxDB would scan (readings in the
+    # station's data span within the range x parameters read); more is refused with 400.
+    api_max_scan_values: int = Field(10_000_000, ge=1000)
+    # Per-client token bucket over /v1/*: refill per second (0: no rate limit) and capacity.
+    api_rate_per_s: float = Field(2.0, ge=0)
+    api_rate_burst: int = Field(120, ge=1)
+    api_heavy_cost: int = Field(5, ge=1)  # tokens a series request takes (others take 1)
+    # Concurrent heavy (series) requests: overall and per client; a request waits at most
+    # api_heavy_wait_s for a slot (at most api_max_heavy waiting), then 503 (429 per client).
+    api_max_heavy: int = Field(4, ge=1)
+    api_max_heavy_per_client: int = Field(2, ge=1)
+    api_heavy_wait_s: float = Field(2.0, ge=0, le=30)
+    # Dashboard queries (all-station latest/stations, series ending now) are shared for this
+    # long: a crowd costs one InfluxDB query per TTL. 0 disables the cache.
+    api_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: not an address
+        return [entry.strip() for entry in value]
+
+    # --- A bounded cost for every message (issue 8 part 4) ---
+    # Per-station token bucket, counted in readings (a message costs max(1, its readings)).
+    # The burst lets a day of buffered readings (8,640 at 10 s, replayed in arrays of 500) and
+    # the ingest benchmark (2,000 single messages per station at full speed) through untouched;
+    # the refill (50x a 10-s station) stops a station sending thousands per second. 0 disables.
+    ingest_rate_burst: int = Field(10_000, ge=0)
+    ingest_rate_per_s: float = Field(5.0, gt=0)
+    # One rate_exceeded record per station per this interval, carrying the count.
+    ingest_rate_record_interval_s: float = Field(60.0, gt=0)
+    # (quarantine_retention_days, above: the `quarantine` retention policy's duration; the
+    # ingester creates it at start when allowed, else expects it provisioned.)
+    # How often the ingester counts the quarantine's records for /metrics (one count query).
+    ingest_quarantine_count_interval_s: float = Field(60.0, gt=0)
 
 
 class SettingsError(Exception):

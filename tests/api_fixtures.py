@@ -131,7 +131,9 @@ def api_settings(base: Settings, tmp: Path, **overrides: Any) -> Settings:
     registry = tmp / "stations.toml"
     registry.write_text(registry_text())
     values = base.model_dump()
-    values.update(stations_file=registry, **overrides)
+    # The API tests send many requests from one address; the rate limits (api.limits) have
+    # tests of their own (tests/test_api_cost.py), which turn them back on.
+    values.update(stations_file=registry, api_rate_per_s=0.0, **overrides)
     return Settings(**values)
 
 
@@ -163,6 +165,7 @@ class ApiThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=2,
+            proxy_headers=False,  # as api.server: only api.client_address reads X-Forwarded-For
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-api-test", daemon=True)

@@ -224,3 +224,101 @@ def write_registry(path: Path, ids: list[str]) -> Path:
     ]
     path.write_text("\n".join(tables))
     return path
+
+
+def hostile_messages(
+    seed: int, n: int, station_ids: Sequence[str], base_ts: int
+) -> list[tuple[str, bytes]]:
+    """Return n distinct (topic, payload) messages mixing readings with hostile content
+    (issue 8, S6): random JSON, deep nesting, 1e400, NaN/±Infinity, duplicate keys, lone
+    surrogates, NUL, CR/LF, backslash, quotes, commas, equals signs, spaces, non-UTF-8 bytes,
+    huge numbers and unknown names. Reading-shaped messages always hold a valid
+    ``air_temperature`` and a ts unique across the whole set (so no two collide on a point)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    specials = ["\\", '"', ",", "=", " ", "\n", "\r", "\x00", "é", "\ud800", "\t", "{", "}"]
+    parameters = ["air_temperature", "relative_humidity", "wind_speed", "precipitation", "pm10"]
+
+    def text(k: int = 8) -> str:
+        return "".join(rng.choice(specials + list("abcXYZ019")) for _ in range(rng.randint(0, k)))
+
+    def scalar() -> object:
+        return rng.choice(
+            [
+                rng.uniform(-1e6, 1e6),
+                rng.randint(-(10**30), 10**30),
+                float("nan"),
+                float("inf"),
+                -float("inf"),
+                None,
+                True,
+                text(),
+                rng.uniform(0, 50),
+            ]
+        )
+
+    def junk(depth: int = 0) -> object:
+        kind = rng.random()
+        if depth > 3 or kind < 0.4:
+            return scalar()
+        if kind < 0.7:
+            return [junk(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {"k" + text(4): junk(depth + 1) for _ in range(rng.randint(0, 4))}
+
+    ts_counter = iter(range(base_ts, base_ts - 10 * n - 10, -1))
+
+    def reading() -> dict[str, object]:
+        values: dict[str, object] = {"air_temperature": round(rng.uniform(5, 30), 2)}
+        for _ in range(rng.randint(0, 3)):
+            name = rng.choice([*parameters, text(6), "x" * rng.randint(1, 70)])
+            values.setdefault(name, scalar())
+        body: dict[str, object] = {"ts": next(ts_counter), "values": values}
+        if rng.random() < 0.3:
+            body["seq"] = rng.randint(0, 10**6)
+        if rng.random() < 0.3:
+            body["diag"] = {rng.choice(["battery_v", text(5)]): scalar() for _ in range(2)}
+        return body
+
+    def payload() -> bytes:
+        kind = rng.randrange(12)
+        if kind == 0:
+            return json.dumps(junk()).encode("utf-8", "surrogatepass")
+        if kind == 1:
+            depth = rng.choice([10, 500, 10_000])
+            return ("[" * depth + "]" * depth).encode()
+        if kind == 2:
+            return b'{"ts": 1e400, "values": {"air_temperature": 1e400}}'
+        if kind == 3:
+            return b'{"ts": 1, "ts": 2, "values": {"air_temperature": NaN}}'
+        if kind == 4:
+            return bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
+        if kind == 5:
+            return (
+                '{"ts": ' + "9" * rng.choice([20, 400, 4000]) + ', "values": {"a": 1}}'
+            ).encode()
+        if kind == 6:
+            return json.dumps([reading() for _ in range(rng.randint(1, 20))]).encode(
+                "utf-8", "surrogatepass"
+            )
+        if kind == 7:
+            body = json.dumps(reading()).encode("utf-8", "surrogatepass")
+            return body + text(3).encode("utf-8", "surrogatepass")  # trailing garbage sometimes
+        if kind == 8:
+            return ('{"ts": 1, "values": {"' + text(10) + '": -Infinity}}').encode(
+                "utf-8", "surrogatepass"
+            )
+        return json.dumps(reading()).encode("utf-8", "surrogatepass")
+
+    messages: dict[tuple[str, bytes], None] = {}
+    while len(messages) < n:
+        if rng.random() < 0.03:
+            topic = rng.choice(
+                ["stations/A!/readings", "stations/x/readings", "stations/-a/status"]
+            )
+        else:
+            kind = "status" if rng.random() < 0.1 else "readings"
+            topic = f"stations/{rng.choice(list(station_ids))}/{kind}"
+        messages[(topic, payload())] = None
+    return list(messages)

@@ -74,7 +74,7 @@ def quarantined(settings: Settings) -> dict[str, int]:
     rows = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        'SELECT count("detail") FROM quarantine GROUP BY "reason"',
+        'SELECT count("detail") FROM "quarantine"."quarantine" GROUP BY "reason"',
     )
     return {row["reason"]: row["count"] for row in rows}
 
@@ -374,9 +374,7 @@ def _bad_messages(now: int) -> tuple[list[tuple[str, bytes]], dict[str, int], in
         (
             "too_many_readings",
             "elefsina-01",
-            lambda k: json.dumps(
-                [{"ts": now - j, "values": good}] * 501 if (j := k) >= 0 else []
-            ).encode(),
+            lambda k: json.dumps([{"ts": now - k, "values": good}] * 501).encode(),
         ),
     ]
     messages = []
@@ -456,7 +454,7 @@ def test_r8_partial_write_rejection_quarantines_exactly_the_refused_line(
     [record] = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        "SELECT * FROM quarantine WHERE reason = 'write_rejected'",
+        "SELECT * FROM quarantine.quarantine WHERE reason = 'write_rejected'",
     )
     assert "field type conflict" in record["detail"]
     assert "uv_index=3.0" in record["raw"]

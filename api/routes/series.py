@@ -15,7 +15,10 @@ How each value is computed (the queries are in api.queries, the numpy in api.agg
 - ``raw``: one point per reading; suspect values are left out unless ``include_suspect``, and
   then the ``qc`` sibling (and, in CSV, a ``{parameter}_qc`` column) tells them apart.
 
-The size rule (100,000 points, checked before any query) is described in api.series.
+The size rule (100,000 points, checked before any query) is described in api.series; the
+work rule (the range clipped to the station's data, values scanned counted before the real
+statements) in api.cost; rate and concurrency limits in api.limits. Everything CPU-heavy
+(chunk merging, windows, rendering) runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -24,17 +27,26 @@ import asyncio
 import time
 from typing import Annotated
 
-import anyio.to_thread
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.cost import SpanCache, bound_plan
+from api.cpu import SlicedResponse, run_cpu
 from api.deps import ReaderDep, StationDep
 from api.influx import InfluxReader, StatementResult
 from api.influxql import InfluxQL
 from api.models import AGG_SERIES_JSON, RAW_SERIES_JSON, AggSeriesOut, RawSeriesOut
 from api.queries import aggregate_series, circular_series, raw_readings
-from api.series import DERIVED_MAX_READINGS, MAX_POINTS, SeriesPlan, plan_series
+from api.series import (
+    DERIVED_MAX_READINGS,
+    MAX_POINTS,
+    NS,
+    SeriesPlan,
+    SeriesRequestError,
+    parse_rfc3339_ns,
+    plan_series,
+)
 from api.series_table import (
     Windows,
     aggregate_csv,
@@ -46,6 +58,7 @@ from api.series_table import (
 )
 from sensors.catalog import CATALOG
 from sensors.models import format_ts
+from sensors.settings import Settings
 
 router = APIRouter(tags=["readings"])
 
@@ -83,12 +96,14 @@ def plan_statements(plan: SeriesPlan) -> tuple[list[InfluxQL], InfluxQL | None]:
     """Return the stored parameters' statements and the raw-readings statement, if any.
 
     For ``raw`` everything comes from one readings statement; otherwise one aggregate statement
-    per stored parameter, plus the readings of the derived parameters' inputs.
+    per stored parameter, plus the readings of the derived parameters' inputs. The statements
+    cover the plan's query window (the range clipped to the station's data, api.cost); an
+    empty window needs no statement at all.
     """
-    window = {
-        "start_ns": plan.start_ns,
-        "end_ns": plan.end_ns,
-    }
+    start_ns, end_ns = plan.query_window
+    if end_ns <= start_ns:
+        return [], None
+    window = {"start_ns": start_ns, "end_ns": end_ns}
     if plan.interval == "raw":
         wanted = list(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
         return [], raw_readings(plan.station_id, wanted, limit=MAX_POINTS + 1, **window)
@@ -117,69 +132,69 @@ def plan_statements(plan: SeriesPlan) -> tuple[list[InfluxQL], InfluxQL | None]:
     return statements, readings
 
 
-async def _query(reader: InfluxReader, statements: list[InfluxQL]) -> list[StatementResult]:
-    return await reader.query(statements) if statements else []
+async def _query(
+    reader: InfluxReader, statements: list[InfluxQL], shared: bool
+) -> list[StatementResult]:
+    return await reader.query(statements, cache=shared) if statements else []
 
 
 def _csv_response(plan: SeriesPlan, text: str) -> Response:
     name = f"{plan.station_id}_{plan.interval}_{format_ts(plan.start_ns)[:10]}.csv"
-    return Response(
+    return SlicedResponse(
         text,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
-@router.get(
-    "/v1/stations/{station_id}/series",
-    response_model=AggSeriesOut | RawSeriesOut,
-    responses={
-        200: {"content": {"text/csv": {}}, "description": "JSON (default) or CSV"},
-        400: {"description": "invalid parameter, or more than 100,000 points"},
-        404: {"description": "unknown station"},
-    },
-)
-async def series(
-    station: StationDep, reader: ReaderDep, query: Annotated[SeriesQuery, Query()]
+def live_edge(end: str | None, now_ns: int, ttl_s: float) -> int | None:
+    """Return the instant a series ending "now" is served as of, or None for a fixed range.
+
+    A request whose end is absent or within the cache TTL of now (the dashboard asks for the
+    last 24 h / 7 d / 30 d ending at its clock's now) is answered as of the last TTL boundary,
+    with start moved by the same amount: every such request in one TTL has the same bounds,
+    hence the same statements, and shares one cached answer (api.influx). The answer's
+    ``start``/``end`` say which range it covers.
+    """
+    if ttl_s <= 0:
+        return None
+    ttl_ns = int(ttl_s * NS)
+    if end is not None:
+        try:
+            end_ns = parse_rfc3339_ns("end", end)
+        except SeriesRequestError:
+            return None  # plan_series says what is wrong with it
+        if abs(end_ns - now_ns) > ttl_ns:
+            return None
+    return now_ns - now_ns % ttl_ns
+
+
+def _render_raw(plan: SeriesPlan, result: StatementResult) -> Response:
+    raw = raw_points(plan, result)
+    if plan.output == "csv":
+        return _csv_response(plan, raw_csv(plan, raw))
+    raw_doc: RawSeriesOut = {
+        "station": plan.station_id,
+        "interval": "raw",
+        "start": format_ts(plan.start_ns),
+        "end": format_ts(plan.end_ns),
+        "tz": plan.tz,
+        "points": raw,
+    }
+    return SlicedResponse(RAW_SERIES_JSON.dump_json(raw_doc), media_type="application/json")
+
+
+def _render_aggregate(
+    plan: SeriesPlan,
+    stored_results: list[StatementResult],
+    derived_results: list[StatementResult],
 ) -> Response:
-    """Return the station's history, raw or aggregated per window."""
-    plan = plan_series(
-        station,
-        now_ns=time.time_ns(),
-        parameters=query.parameters,
-        start=query.start,
-        end=query.end,
-        interval=query.interval,
-        agg=query.agg,
-        tz=query.tz,
-        include_suspect=query.include_suspect,
-        output=query.format,
-    )
-    statements, readings = plan_statements(plan)
-    if plan.interval == "raw":
-        assert readings is not None
-        (result,) = await reader.query([readings])
-        raw = await anyio.to_thread.run_sync(raw_points, plan, result)
-        if plan.output == "csv":
-            return _csv_response(plan, raw_csv(plan, raw))
-        raw_doc: RawSeriesOut = {
-            "station": plan.station_id,
-            "interval": "raw",
-            "start": format_ts(plan.start_ns),
-            "end": format_ts(plan.end_ns),
-            "tz": plan.tz,
-            "points": raw,
-        }
-        return Response(RAW_SERIES_JSON.dump_json(raw_doc), media_type="application/json")
-    stored_results, derived_results = await asyncio.gather(
-        _query(reader, statements), _query(reader, [readings] if readings else [])
-    )
     windows: dict[str, Windows] = {
         parameter: stored_windows(parameter, result)
         for parameter, result in zip(plan.stored, stored_results, strict=True)
     }
     if derived_results:
-        windows |= await anyio.to_thread.run_sync(derived_windows, plan, derived_results[0])
+        windows |= derived_windows(plan, derived_results[0])
     points = aggregate_points(plan, windows)
     if plan.output == "csv":
         return _csv_response(plan, aggregate_csv(plan, points))
@@ -191,4 +206,78 @@ async def series(
         "tz": plan.tz,
         "points": points,
     }
-    return Response(AGG_SERIES_JSON.dump_json(doc), media_type="application/json")
+    return SlicedResponse(AGG_SERIES_JSON.dump_json(doc), media_type="application/json")
+
+
+def get_spans(request: Request) -> SpanCache:
+    """Return the app's cache of station data spans (created on first use)."""
+    spans: SpanCache | None = getattr(request.app.state, "series_spans", None)
+    if spans is None:
+        spans = request.app.state.series_spans = SpanCache()
+    return spans
+
+
+def get_settings(request: Request) -> Settings:
+    """Return the app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+@router.get(
+    "/v1/stations/{station_id}/series",
+    response_model=AggSeriesOut | RawSeriesOut,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "JSON (default) or CSV"},
+        400: {
+            "description": "invalid parameter, more than 100,000 points, or more work than "
+            "MELTEMI_API_MAX_SCAN_VALUES"
+        },
+        404: {"description": "unknown station"},
+        429: {"description": "rate limit or heavy-request limit of this client (Retry-After)"},
+        503: {"description": "too many heavy requests at once (Retry-After)"},
+    },
+)
+async def series(
+    station: StationDep,
+    reader: ReaderDep,
+    query: Annotated[SeriesQuery, Query()],
+    spans: Annotated[SpanCache, Depends(get_spans)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> Response:
+    """Return the station's history, raw or aggregated per window."""
+    now_ns = time.time_ns()
+    edge = live_edge(query.end, now_ns, settings.api_cache_ttl_s)
+    start, end = query.start, query.end
+    if edge is not None:
+        if start is not None and end is not None:
+            shift = parse_rfc3339_ns("end", end) - edge
+            start_ns = parse_rfc3339_ns("start", start) - shift
+            start = format_ts(start_ns) if start_ns > 0 else start
+        end = format_ts(edge)
+    plan = plan_series(
+        station,
+        now_ns=now_ns,
+        parameters=query.parameters,
+        start=start,
+        end=end,
+        interval=query.interval,
+        agg=query.agg,
+        tz=query.tz,
+        include_suspect=query.include_suspect,
+        output=query.format,
+    )
+    plan = await bound_plan(plan, reader, spans, settings, now_ns)
+    statements, readings = plan_statements(plan)
+    shared = edge is not None
+    if plan.interval == "raw":
+        if readings is None:
+            result = StatementResult()
+        else:
+            (result,) = await reader.query([readings], cache=shared)
+        return await run_cpu(_render_raw, plan, result)
+    stored_results, derived_results = await asyncio.gather(
+        _query(reader, statements, shared), _query(reader, [readings] if readings else [], shared)
+    )
+    if not statements:  # an empty window: every parameter has no window
+        stored_results = [StatementResult() for _ in plan.stored]
+    return await run_cpu(_render_aggregate, plan, stored_results, derived_results)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from api.client_address import client_address
 from api.live import LiveFeed, StreamLimitReached, Subscription
 from sensors.topics import is_station_id
 
@@ -140,7 +141,7 @@ async def stream(
         subscription = feed.hub.subscribe(
             wanted,
             _parse_last_event_id(last_event_id),
-            request.client.host if request.client is not None else None,
+            client_address(request),  # X-Forwarded-For only from a trusted proxy
         )
     except StreamLimitReached as exc:
         raise HTTPException(
