@@ -34,6 +34,7 @@ transferred except 101 ``seq`` rows per station for the interval); windows are c
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -56,7 +57,6 @@ MAX_NETWORK_DAYS: Final = 7  # every station: the same statements over the whole
 DAY_CACHE_TTL_S: Final = 600.0  # finished days change only by late data; 10 min is fresh enough
 DAY_CACHE_MAX: Final = 20_000  # (station, day) entries: 100 stations x 31 days, many times over
 INTERVAL_SAMPLE: Final = 101  # newest readings whose spacing gives the reporting interval
-QUARANTINE_RP: Final = "quarantine"  # meltemi.influxdb_users.QUARANTINE_RP
 
 # The checks of sensors.qc and the parameters each can flag.
 TEMPORAL_CHECKS: Final = ("step", "persistence")
@@ -161,9 +161,16 @@ def _range(start_ns: int, end_ns: int) -> str:
 
 
 def _day_statements(
-    ids: Sequence[str] | None, parameters: Sequence[str], start_ns: int, end_ns: int
+    ids: Sequence[str] | None,
+    parameters: Sequence[str],
+    start_ns: int,
+    end_ns: int,
+    with_rp: bool,
 ) -> tuple[list[InfluxQL], list[tuple[str, str]]]:
-    """Return the per-day statements and the (parameter, check) of each suspect statement."""
+    """Return the per-day statements and the (parameter, check) of each suspect statement.
+
+    The quarantine is counted in its retention policy (when the database has it) and in the
+    default one; without the policy, an empty-result statement keeps the positions."""
     where = f"WHERE {_filter(ids)}{_range(start_ns, end_ns)}"
     by_day = f"GROUP BY time(1d), {_ST} fill(none)"
     by_reason = f"GROUP BY time(1d), {_ST}, {quote_identifier('reason')} fill(none)"
@@ -182,8 +189,10 @@ def _day_statements(
             f"SELECT count({d}) AS {_COUNT} FROM ({inner}) WHERE {d} < 0 AND {outer_range} {by_day}"
         ),
         InfluxQL(
-            f"SELECT count({detail}) AS {_COUNT} FROM {quote_identifier(QUARANTINE_RP)}.{q} "
+            f"SELECT count({detail}) AS {_COUNT} FROM {quote_identifier(schema.QUARANTINE_RP)}.{q} "
             f"{where} {by_reason}"
+            if with_rp
+            else f"SELECT count({detail}) AS {_COUNT} FROM {q} WHERE time < 0"  # nothing
         ),
         InfluxQL(f"SELECT count({detail}) AS {_COUNT} FROM {q} {where} {by_reason}"),
         InfluxQL(
@@ -379,6 +388,8 @@ class DayCache:
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, int], tuple[float, DayFigures]] = {}
+        self.rp_checked_s = -math.inf  # when SHOW RETENTION POLICIES was last asked
+        self.has_rp = False  # the database has the quarantine retention policy
 
     def get(self, station_id: str, day_ns: int) -> DayFigures | None:
         """Return the cached figures, or None when absent or too old."""
@@ -417,7 +428,15 @@ async def read_health(
     )
     ids: list[str] | None = list(station_ids) if one_station else None
     parameters = sorted({p for s in station_ids if (st := registry.get(s)) for p in st.parameters})
-    day_statements, pairs = _day_statements(ids, parameters, first_missing, end_ns)
+    if time.monotonic() - cache.rp_checked_s > DAY_CACHE_TTL_S:
+        (policies,) = await reader.query([InfluxQL("SHOW RETENTION POLICIES")])
+        cache.has_rp = any(
+            row and row[0] == schema.QUARANTINE_RP for s in policies.series for row in s.values
+        )
+        cache.rp_checked_s = time.monotonic()
+    day_statements, pairs = _day_statements(
+        ids, parameters, first_missing, end_ns, with_rp=cache.has_rp
+    )
     now_statements = _now_statements(ids)
     results = await reader.query([*day_statements, *now_statements, latest_ingest_stats()])
     fresh = _read_days(results[: len(day_statements)], pairs, station_ids, first_missing, end_ns)
