@@ -102,7 +102,8 @@ def api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[ApiTh
             f"lat = {38.0 + n}\nlon = {23.5 + n}\nelevation_m = {10 + n}\nparameters = [{listed}]\n"
         )
     registry.write_text("\n".join(tables))
-    settings = Settings(**(base.model_dump() | {"stations_file": registry}))
+    # many requests from one address: the rate limit is off here, and tested on its own below
+    settings = Settings(**(base.model_dump() | {"stations_file": registry, "api_rate_per_s": 0.0}))
     write_lines(influx.url, settings.influx_db, _lines())
     with serve(settings) as server:
         yield server
@@ -328,3 +329,17 @@ def datastream_time(k: int) -> str:
     from sensors.models import format_ts
 
     return format_ts((T0_S + k * STEP_S) * NS)
+
+
+def test_sta_is_under_the_rate_limit(api, tmp_path):
+    """/sta/ reads InfluxDB like /v1/, so it spends the same per-client tokens (api.limits):
+    Observations as a heavy request (5 tokens of 7), an entity set 1."""
+    values = api.app.state.settings.model_dump() | {"api_rate_per_s": 0.01, "api_rate_burst": 7}
+    with serve(Settings(**values)) as limited:
+        assert limited.client.get("/sta/v1.1/Observations?$top=1").status_code == 200
+        assert limited.client.get("/sta/v1.1/Things").status_code == 200
+        assert limited.client.get("/sta/v1.1/Things").status_code == 200
+        refused = limited.client.get("/sta/v1.1/Things")
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "rate limit" in refused.json()["detail"]
