@@ -280,9 +280,12 @@ def _uptime(
     online: dict[tuple[str, int], int] = {}
     for station in set(initial) | set(changes):
         state, since = initial.get(station), start_ns
+        # a station first heard of inside the window has no uptime (null) before that day
+        heard = changes.get(station)
+        first = start_ns if station in initial or not heard else day_start(heard[0][0])
         for day in range(start_ns, end_ns, DAY_NS):
-            online[(station, day)] = 0
-        # a station first heard of inside the window was unknown before its first status
+            if day >= first:
+                online[(station, day)] = 0
         for ts, new_state in [*changes.get(station, []), (end_ns, None)]:
             cursor = since
             while state == "online" and cursor < ts:

@@ -116,6 +116,7 @@ def api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[ApiTh
     write_status(url, db, A, "online", (D0 - 3600) * NS)
     write_status(url, db, A, "offline", (D0 + 12 * 3600) * NS)
     write_status(url, db, A, "online", (D0 + 18 * 3600) * NS)
+    write_status(url, db, B, "online", (D1 + 6 * 3600) * NS)  # B's first status ever
     diag = [
         format_point(schema.DIAGNOSTICS, {schema.STATION_TAG: A}, {"battery_v": v, "rssi": r}, t)
         for v, r, t in ((3.9, -60.0, (D0 + 60) * NS), (3.71, -71.0, (D1 + 11 * 3600) * NS))
@@ -216,8 +217,11 @@ def test_network_health_matches_station_view(api: ApiThread) -> None:
     assert a["uptime"] == station["uptime"]
     assert a["completeness"] == station["completeness"]
     assert b["last_seen"] is None
-    assert b["status"] == "unknown"
-    assert b["uptime"] is None
+    assert b["status"] == "online"
+    b_days = api.get(f"/v1/stations/{B}/health", days=3).json()["days"]
+    assert [d["uptime"] for d in b_days] == [None, 0.75, 1.0]  # unknown before its first status
+    assert [d["readings"] for d in b_days] == [0, 0, 0]
+    assert [d["completeness"] for d in b_days] == [None, None, None]  # no interval known
     assert b["ledger"]["quarantined"] == {"invalid_json": 1}
     assert b["ledger"]["stored"] == 0
     assert body["ingesters"] == [
