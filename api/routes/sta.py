@@ -31,11 +31,9 @@ from api.sta import (
     Options,
     StaError,
     parse_options,
-    read_first_seen,
-    read_observation,
-    read_observations,
     value_text,
 )
+from api.sta_observations import read_first_seen, read_observation, read_observations
 
 router = APIRouter(tags=["SensorThings"])
 
