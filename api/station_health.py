@@ -221,20 +221,20 @@ def _day_statements(
 
 
 def _now_statements(ids: Sequence[str] | None) -> list[InfluxQL]:
-    diag = quote_identifier(schema.DIAGNOSTICS)
+    only = f" WHERE {_filter(ids).removesuffix(' AND ')}" if ids is not None else ""
+    state = quote_identifier("state")
     return [
         latest_readings(ids),
         InfluxQL(
-            f"SELECT last({quote_identifier('state')}) AS {quote_identifier('state')} "
-            f"FROM {quote_identifier(schema.STATUS)}"
-            f"{' WHERE ' + _filter(ids)[:-5] if ids is not None else ''} GROUP BY {_ST}"
+            f"SELECT last({state}) AS {state} FROM {quote_identifier(schema.STATUS)}{only} "
+            f"GROUP BY {_ST}"
         ),
         InfluxQL(
-            f"SELECT * FROM {diag}{' WHERE ' + _filter(ids)[:-5] if ids is not None else ''} "
+            f"SELECT * FROM {quote_identifier(schema.DIAGNOSTICS)}{only} "
             f"GROUP BY {_ST} ORDER BY time DESC LIMIT 1"
         ),
         InfluxQL(
-            f"SELECT {_SEQ} FROM {_R}{' WHERE ' + _filter(ids)[:-5] if ids is not None else ''} "
+            f"SELECT {_SEQ} FROM {_R}{only} "
             f"GROUP BY {_ST} ORDER BY time DESC LIMIT {INTERVAL_SAMPLE}"
         ),
     ]
