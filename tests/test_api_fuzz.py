@@ -69,6 +69,7 @@ ROUTES = {
     "/v1/stream",
     "/v1/stations/{station_id}/health",
     "/v1/health/stations",
+    "/v1/levels",  # h/i18n: ?lang= (any junk answers in English), fuzzed with the plain routes
 }
 
 # Any text a URL can carry (no surrogates: they cannot be encoded at all).
@@ -328,7 +329,9 @@ def test_fuzz_stream_filter_and_resume_id(fuzz_api, witness):
 def test_fuzz_parameterless_routes_ignore_junk(fuzz_api, witness):
     tally = Tally()
 
-    paths = st.sampled_from(["/v1/parameters", "/v1/stations", "/v1/latest", "/v1/nope"])
+    paths = st.sampled_from(
+        ["/v1/parameters", "/v1/levels", "/v1/stations", "/v1/latest", "/v1/nope"]
+    )
     one = st.tuples(paths, st.dictionaries(ASCII, TEXT, max_size=3))
 
     @_settings(CASES["plain"])
