@@ -33,6 +33,7 @@ transferred except 101 ``seq`` rows per station for the interval); windows are c
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import statistics
@@ -45,7 +46,8 @@ from typing import Final
 
 from api.influx import Cell, InfluxReader, StatementResult
 from api.influxql import InfluxQL, quote_identifier, quote_string, time_literal
-from api.queries import latest_ingest_stats, latest_readings
+from api.queries import latest_ingest_stats
+from api.station_state import read_rows
 from sensors import schema
 from sensors.catalog import CATALOG
 from sensors.registry import StationRegistry
@@ -224,7 +226,6 @@ def _now_statements(ids: Sequence[str] | None) -> list[InfluxQL]:
     only = f" WHERE {_filter(ids).removesuffix(' AND ')}" if ids is not None else ""
     state = quote_identifier("state")
     return [
-        latest_readings(ids),
         InfluxQL(
             f"SELECT last({state}) AS {state} FROM {quote_identifier(schema.STATUS)}{only} "
             f"GROUP BY {_ST}"
@@ -345,15 +346,15 @@ def _read_days(
     return {s: [days[s][d] for d in sorted(days[s])] for s in ids}
 
 
-def _read_now(results: list[StatementResult], ids: Sequence[str]) -> dict[str, StationNow]:
-    latest, status, diag, seqs = results
+def _read_now(
+    results: list[StatementResult], newest: dict[str, dict[str, Cell]], ids: Sequence[str]
+) -> dict[str, StationNow]:
+    status, diag, seqs = results
     now = {s: StationNow() for s in ids}
-    for series in latest.series:
-        entry = now.get(series.tags.get(schema.STATION_TAG, ""))
-        rows = series.rows()
-        if entry is None or not rows:
+    for station, row in newest.items():
+        entry = now.get(station)
+        if entry is None:
             continue
-        row = rows[0]
         entry.last_seen_ns = ts if isinstance(ts := row.get("time"), int) else None
         entry.stuck = sorted(
             p
@@ -441,9 +442,13 @@ async def read_health(
         ids, parameters, first_missing, end_ns, with_rp=cache.has_rp
     )
     now_statements = _now_statements(ids)
-    results = await reader.query([*day_statements, *now_statements, latest_ingest_stats()])
+    # The newest rows the way /v1/stations finds them: the last hour first, then the rest.
+    results, newest = await asyncio.gather(
+        reader.query([*day_statements, *now_statements, latest_ingest_stats()]),
+        read_rows(reader, registry, station_ids[0] if one_station else None),
+    )
     fresh = _read_days(results[: len(day_statements)], pairs, station_ids, first_missing, end_ns)
-    now = _read_now(results[len(day_statements) : -1], station_ids)
+    now = _read_now(results[len(day_statements) : -1], newest, station_ids)
     all_days: dict[str, list[DayFigures]] = {}
     for s in station_ids:
         for figures in fresh[s]:
