@@ -39,7 +39,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,11 +47,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from api.live_check import LiveDrop, TimeWindow, check_entry
-from sensors.derived import DERIVED, compute_derived
+from sensors.derived import derive_readings
 from sensors.models import MAX_PAYLOAD_BYTES, PayloadRefused, format_ts, parse_status, parse_ts_ns
 from sensors.outbound import LatestEntry, decode_entries
 from sensors.registry import StationRegistry
-from sensors.schema import QcFlag
 from sensors.settings import Settings
 from sensors.topics import (
     ACCEPTED_FILTER,
@@ -261,19 +259,14 @@ def reading_event_data(entry: LatestEntry) -> str:
     """
     values = dict(entry.values)
     qc = dict(entry.qc)
-    derived = compute_derived({name: np.array([value]) for name, value in values.items()})
-    for derived_id, array in derived.items():
-        value = float(array[0])
-        if np.isfinite(value):
-            values[derived_id] = round(value, 2)
-            qc[derived_id] = _worst_flag(qc, _DERIVED_INPUTS[derived_id])
-    served = entry.model_copy(update={"values": values, "qc": qc})
+    checks = dict(entry.checks)
+    for derived_id, derived in derive_readings([(values, qc)])[0].items():
+        values[derived_id] = derived.value
+        qc[derived_id] = derived.flag
+        if derived.check:
+            checks[derived_id] = derived.check
+    served = entry.model_copy(update={"values": values, "qc": qc, "checks": checks})
     return served.model_dump_json(exclude_none=True)
-
-
-def _worst_flag(qc: dict[str, QcFlag], inputs: tuple[str, ...]) -> QcFlag:
-    flags = [qc.get(name, QcFlag.GOOD) for name in inputs]
-    return QcFlag.SUSPECT if QcFlag.SUSPECT in flags else QcFlag.GOOD
 
 
 def status_event_data(
@@ -303,9 +296,6 @@ def status_event_data(
         {"station": station, "state": status.state, "ts": ts, "firmware": status.firmware},
         separators=(",", ":"),
     )
-
-
-_DERIVED_INPUTS: Final = {spec.id: spec.inputs for spec in DERIVED.values()}
 
 
 class LiveFeed:
