@@ -29,6 +29,7 @@ from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import (
+    catalog,
     dashboard,
     docs,
     health,
@@ -36,6 +37,8 @@ from api.routes import (
     metrics,
     parameters,
     series,
+    sta,
+    station_health,
     stations,
     stream,
 )
@@ -67,7 +70,18 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
-    for module in (health, metrics, parameters, stations, latest, series, stream):
+    for module in (
+        health,
+        metrics,
+        parameters,
+        stations,
+        latest,
+        series,
+        stream,
+        station_health,
+        sta,
+        catalog,
+    ):
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:

@@ -55,6 +55,7 @@ CASES = {
         "stream": 1500,
         "plain": 1500,
         "language": 500,
+        "health": 300,
     }.items()
 }
 BATCH = 10
@@ -68,6 +69,8 @@ ROUTES = {
     "/v1/stations/{station_id}/latest",
     "/v1/stations/{station_id}/series",
     "/v1/stream",
+    "/v1/stations/{station_id}/health",
+    "/v1/health/stations",
 }
 
 # Any text a URL can carry (no surrogates: they cannot be encoded at all).
@@ -269,6 +272,30 @@ def test_fuzz_station_paths(fuzz_api, witness):
     assert sum(tally.codes.values()) == CASES["station"]
     assert tally.codes.get(200, 0) >= 100
     assert tally.codes.get(404, 0) >= 1000
+
+
+def test_fuzz_health_routes(fuzz_api, witness):
+    tally = Tally()
+    days = st.one_of(st.none(), st.integers(-3, 40).map(str), TEXT)
+    one = st.tuples(
+        st.one_of(st.none(), STATION_IDS), days, st.dictionaries(ASCII, TEXT, max_size=1)
+    )
+
+    @_settings(CASES["health"])
+    @given(st.lists(one, min_size=BATCH, max_size=BATCH))
+    def case(batch: list[tuple[str | None, str | None, dict[str, str]]]) -> None:
+        for station, day_count, junk in batch:
+            path = (
+                "/v1/health/stations"
+                if station is None
+                else f"/v1/stations/{urllib.parse.quote(station, safe='')}/health"
+            )
+            _check(fuzz_api, path, {**junk, "days": day_count}, tally, witness)
+
+    case()
+    assert sum(tally.codes.values()) == CASES["health"]
+    assert tally.codes.get(200, 0) >= 30
+    assert tally.codes.get(422, 0) >= 30
 
 
 def test_fuzz_stream_filter_and_resume_id(fuzz_api, witness):
