@@ -75,9 +75,19 @@ def _media(media_type: str) -> dict[str, Json]:
 class CatalogBuilder:
     """Builds the catalogue for a base URL and the registry's stations."""
 
-    def __init__(self, base: str, stations: list[Station]) -> None:
+    def __init__(
+        self,
+        base: str,
+        stations: list[Station],
+        publisher: str = PUBLISHER_NAME,
+        licence: str = DATA_LICENCE,
+        contact_email: str | None = None,
+    ) -> None:
         self.base = base.rstrip("/")
         self.stations = stations
+        self.publisher = publisher
+        self.licence = licence
+        self.contact_email = contact_email
         self.api_service = f"{self.base}/catalog.jsonld#api"
         self.sta_service = f"{self.base}/catalog.jsonld#sensorthings"
 
@@ -85,16 +95,19 @@ class CatalogBuilder:
         return {
             "@id": f"{self.base}/catalog.jsonld#publisher",
             "@type": "foaf:Agent",
-            "foaf:name": _en(PUBLISHER_NAME),
+            "foaf:name": _en(self.publisher),
         }
 
     def _contact(self) -> dict[str, Json]:
-        return {
+        contact: dict[str, Json] = {
             "@id": f"{self.base}/catalog.jsonld#contact",
             "@type": ["vcard:Kind", "vcard:Organization"],  # no inference at harvesters
-            "vcard:fn": PUBLISHER_NAME,
+            "vcard:fn": self.publisher,
             "vcard:hasURL": _ref(self.base + "/"),
         }
+        if self.contact_email:
+            contact["vcard:hasEmail"] = _ref(f"mailto:{self.contact_email}")
+        return contact
 
     def _distribution(
         self, key: str, title: str, url: str, fmt: str, media: str, service: str
@@ -106,7 +119,7 @@ class CatalogBuilder:
             "dcat:accessURL": _ref(url),
             "dct:format": _format(fmt),
             "dcat:mediaType": _media(media),
-            "dct:license": _ref(DATA_LICENCE, "dct:LicenseDocument"),
+            "dct:license": _ref(self.licence, "dct:LicenseDocument"),
             "dcat:accessService": _ref(service),
         }
 
@@ -234,7 +247,7 @@ class CatalogBuilder:
             "dct:description": _en(description),
             "dcat:endpointURL": _ref(endpoint),
             "dct:publisher": _ref(f"{self.base}/catalog.jsonld#publisher"),
-            "dct:license": _ref(DATA_LICENCE, "dct:LicenseDocument"),
+            "dct:license": _ref(self.licence, "dct:LicenseDocument"),
             "dcat:servesDataset": [_ref(d) for d in datasets],
         }
 
@@ -271,7 +284,7 @@ class CatalogBuilder:
             ),
             "dct:publisher": _ref(f"{self.base}/catalog.jsonld#publisher"),
             "foaf:homepage": _ref(self.base + "/", "foaf:Document"),
-            "dct:license": _ref(DATA_LICENCE, "dct:LicenseDocument"),
+            "dct:license": _ref(self.licence, "dct:LicenseDocument"),
             "dct:language": _ref(f"{EU}/language/ENG", "dct:LinguisticSystem"),
             "dcat:dataset": [_ref(i) for i in ids],
             "dcat:service": [_ref(self.api_service), _ref(self.sta_service)],

@@ -26,6 +26,10 @@ pytestmark = [
 ]
 
 
+PUBLISHER = "Δήμος Ελευσίνας"  # the deployment's statement, from MELTEMI_CATALOG_* settings
+CONTACT = "open-data@elefsina.example"
+
+
 @pytest.fixture(scope="module")
 def api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[ApiThread]:
     """The API with a registry of two stations."""
@@ -40,7 +44,12 @@ def api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[ApiTh
             for k, s in enumerate(STATIONS)
         )
     )
-    off = {"stations_file": registry, "api_rate_per_s": 0.0}  # one address, many requests
+    off = {
+        "stations_file": registry,
+        "api_rate_per_s": 0.0,  # one address, many requests
+        "catalog_publisher": PUBLISHER,
+        "catalog_contact_email": CONTACT,
+    }
     with serve(Settings(**(base.model_dump() | off))) as server:
         yield server
 
@@ -95,3 +104,14 @@ def test_catalog_lists_the_stations_and_real_routes(api, graph):
     assert endpoint == {f"{api.url}/", f"{api.url}/sta/v1.1"}
     catalog = URIRef(f"{api.url}/catalog.jsonld")
     assert (catalog, RDF.type, DCAT.Catalog) in graph
+
+
+def test_catalog_states_the_configured_publisher_licence_and_contact(graph):
+    names = {str(o) for o in graph.objects(None, URIRef("http://xmlns.com/foaf/0.1/name"))}
+    assert PUBLISHER in names
+    emails = {
+        str(o) for o in graph.objects(None, URIRef("http://www.w3.org/2006/vcard/ns#hasEmail"))
+    }
+    assert emails == {f"mailto:{CONTACT}"}
+    licences = {str(o) for o in graph.objects(None, DCT.license)}
+    assert licences == {"http://publications.europa.eu/resource/authority/licence/CC_BY_4_0"}

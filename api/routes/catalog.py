@@ -26,4 +26,12 @@ async def catalog(request: Request, registry: RegistryDep) -> JsonLdResponse:
     """Return the DCAT-AP catalogue: a dataset for the network and one per station, their
     distributions (the API's routes and the SensorThings API) and the two data services."""
     base = str(request.base_url)
-    return JsonLdResponse(CatalogBuilder(base, list(registry)).build())
+    settings = request.app.state.settings
+    builder = CatalogBuilder(
+        base,
+        list(registry),
+        publisher=settings.catalog_publisher,
+        licence=settings.catalog_licence,
+        contact_email=settings.catalog_contact_email,
+    )
+    return JsonLdResponse(builder.build())
