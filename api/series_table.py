@@ -208,17 +208,7 @@ def _hourly_levels(
 ) -> tuple[IntArray, FloatArray]:
     """Return the hour starts (UTC) and the level of each hour's mean concentration (EEA: the
     index is defined on hourly means, so the level is never a mean of per-reading levels)."""
-    means = aggregate_windows(
-        ts,
-        concentration,
-        ("mean",),
-        step_ns=HOUR_NS,
-        zone=None,
-        start_ns=plan.start_ns,
-        end_ns=plan.end_ns,
-    )
-    hours = np.asarray(sorted(means), dtype=np.int64)
-    hourly_means = np.asarray([means[h]["mean"] for h in hours.tolist()], dtype=np.float64)
+    hours, hourly_means = _hourly_means(plan, concentration, ts)
     levels: FloatArray = np.asarray(
         compute_derived({DERIVED[parameter].inputs[0]: hourly_means})[parameter],
         dtype=np.float64,

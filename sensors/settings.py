@@ -108,6 +108,14 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: not an address
         return [entry.strip() for entry in value]
 
+    # --- The open-data catalogue (/catalog.jsonld, DCAT-AP 3.0.1): this deployment's statement ---
+    catalog_publisher: str = Field("Meltemi climate network", min_length=1, max_length=200)
+    # The data licence as an EU authority-table IRI (CC BY 4.0 unless the operator decides).
+    catalog_licence: str = Field(
+        "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+        pattern=r"^https?://\S+$",
+    )
+    catalog_contact_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
     # --- A bounded cost for every message (issue 8 part 4) ---
     # Per-station token bucket, counted in readings (a message costs max(1, its readings)).
     # The burst lets a day of buffered readings (8,640 at 10 s, replayed in arrays of 500) and

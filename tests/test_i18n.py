@@ -211,7 +211,7 @@ def test_language_negotiation(lang, accept, want):
 def test_every_script_has_a_font_installed():
     """The fonts of APT_PACKAGES (Makefile) cover every shipped script, offline."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    lines = re.findall(r"^APT_PACKAGES [:+]= (.*)$", makefile, re.MULTILINE)
+    lines = re.findall(r"^(?:APT|NODE)_PACKAGES [:+]= (.*)$", makefile, re.MULTILINE)
     packages = {name for line in lines for name in line.split()}
     assert {"fonts-dejavu-core", "fonts-nafees", "nodejs", "npm", "chromium"} <= packages
     fc_list = shutil.which("fc-list")
