@@ -267,7 +267,7 @@ async def alerts_atom(request: Request, reader: ReaderDep) -> Response:
     feed = ET.Element(_atom("feed"))
     ET.SubElement(feed, _atom("id")).text = f"{_base(request)}/v1/alerts.atom"
     ET.SubElement(feed, _atom("title")).text = "Meltemi alerts (not official warnings)"
-    updated = newest[0].sent if newest else dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    updated = newest[0].sent if newest else dt.datetime.now(dt.UTC)  # RFC 4287: required
     ET.SubElement(feed, _atom("updated")).text = cap_time(updated)
     author = ET.SubElement(feed, _atom("author"))
     ET.SubElement(author, _atom("name")).text = "Meltemi station network"
