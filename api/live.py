@@ -290,6 +290,7 @@ def alert_event_data(key: str, payload: bytes, registry: StationRegistry) -> tup
         "active": message.active,
         "level": message.level,
         "severity": message.severity,
+        "hazard": message.hazard,
         "sent": format_ts(int(message.sent.timestamp()) * 1_000_000_000),
         "event": {"el": message.event.el, "en": message.event.en},
         "headline": {"el": message.headline.el, "en": message.headline.en},

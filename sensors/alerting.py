@@ -38,6 +38,10 @@ Category = Literal[
     "CBRNE", "Other",
 ]  # fmt: skip
 AreaKind = Literal["station", "municipality", "network"]
+# What a message warns of, in words every page language has (api/static/i18n: alert.{hazard}).
+Hazard = Literal["heat", "air", "fire", "station", "other"]
+# MeteoAlarm awareness types (the number before the ";") by hazard.
+_AWARENESS_HAZARD: Final[dict[str, Hazard]] = {"5": "heat", "9": "air", "8": "fire"}
 LANGUAGES: Final = ("el", "en")  # every text of a rule is given in these, Greek first
 CAP_LANGUAGE: Final[dict[str, str]] = {"el": "el-GR", "en": "en-GB"}
 
@@ -114,6 +118,20 @@ class AlertMessage(BaseModel):
     def ended(self) -> bool:
         """Return True when this message closes its episode (an all-clear or a cancel)."""
         return not self.active
+
+    @property
+    def hazard(self) -> Hazard:
+        """Return what kind of danger the message is about, for texts in every page language."""
+        return hazard_of(self.awareness_type, self.category)
+
+
+def hazard_of(awareness_type: str | None, category: Category) -> Hazard:
+    """Return the hazard of a rule from its MeteoAlarm awareness type, else its CAP category."""
+    if awareness_type:
+        found = _AWARENESS_HAZARD.get(awareness_type.split(";", 1)[0].strip())
+        if found:
+            return found
+    return "station" if category == "Infra" else "other"
 
 
 def episode_id(rule: str, key: str, onset: dt.datetime) -> str:

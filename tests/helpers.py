@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -376,3 +378,23 @@ class PassThroughProxy:
         self.stopped.set()
         self.thread.join(5)
         self.listener.close()
+
+
+# Debian's Chromium for the browser tests, started as DEVELOPERS.md says (a test tool's own
+# browser download cannot work here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# The README's screenshots are regenerated on request only (a test run must not rewrite the tree):
+#   TEST_SCREENSHOTS_DIR=docs/screenshots .venv/bin/pytest tests/test_dashboard_browser.py
+SCREENSHOTS = Path(
+    os.environ.get("TEST_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="meltemi-screenshots-")
+)

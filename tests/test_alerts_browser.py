@@ -14,6 +14,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +27,7 @@ from sensors.alerting import AlertMessage, alerts_topic
 from sensors.registry import open_registry
 from sensors.settings import Settings
 from tests.api_fixtures import open_stream, serve_api
-from tests.helpers import mosquitto_pub
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, mosquitto_pub
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -112,6 +112,17 @@ def test_alert_events_on_the_stream(settings: Settings) -> None:
         )  # fmt: skip
 
 
+I18N = Path(__file__).resolve().parent.parent / "api" / "static" / "i18n"
+# What alerts.js reads for each hazard (sensors.alerting.Hazard).
+HAZARD_KEY = {
+    "heat": "alert.heat",
+    "air": "alert.dust",
+    "fire": "alert.fire",
+    "station": "alert.station",
+    "other": "alert.other",
+}
+
+
 def test_banner_appears_and_goes(settings: Settings, browser: Any) -> None:
     alert, escalation, clear = _episode(settings)
     store = AlertStore(settings)
@@ -140,6 +151,16 @@ def test_banner_appears_and_goes(settings: Settings, browser: Any) -> None:
             expect(banner).to_contain_text(escalation.headline.el, timeout=5000)
             expect(banner).to_contain_text("δεν είναι επίσημη προειδοποίηση")
             page.screenshot(path=str(SCREENSHOTS / "dashboard-alert-el.png"))
+            # In every other page language, the hazard and colour from the page's catalogue.
+            for language in ("ar", "uk"):
+                table = json.loads((I18N / f"{language}.json").read_text(encoding="utf-8"))
+                page.select_option("#lang", language)
+                item = banner.locator(".meltemi-alert")
+                expect(item).to_have_attribute("lang", language, timeout=5000)
+                expect(item).to_contain_text(table[HAZARD_KEY[escalation.hazard]])
+                expect(item).to_contain_text(table["alert.orange"])  # Severe: orange
+                expect(item).to_contain_text(table["alert.note"])
+                expect(item).not_to_contain_text(escalation.headline.en)
             store.write_messages([clear])
             _publish(settings, clear)
             expect(banner).to_be_hidden(timeout=5000)

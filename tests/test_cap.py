@@ -12,7 +12,7 @@ import xmlschema
 
 from sensors.alerting import AlertMessage
 from sensors.cap import CAP_NS, cap_document, cap_time
-from tests.test_alert_engine import T0, _engine, _temps
+from tests.alert_fixtures import T0, make_engine, temps
 
 XSD = Path(__file__).parent / "data" / "CAP-v1.2.xsd"
 N = {"cap": CAP_NS}
@@ -28,7 +28,7 @@ def schema() -> xmlschema.XMLSchema:
 def _episode() -> list[AlertMessage]:
     values = [34.0, 36, 36, 36, 36, 41, 41, 41, 41, 38, 34, 30, 30, 30, 30, 30, 30, 30, 30, 30]
     return [
-        m for m in _engine().process(_temps(values), T0 + dt.timedelta(hours=4)) if m.rule == "t"
+        m for m in make_engine().process(temps(values), T0 + dt.timedelta(hours=4)) if m.rule == "t"
     ]
 
 

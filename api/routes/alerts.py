@@ -26,7 +26,7 @@ from api.deps import ReaderDep
 from api.influx import InfluxReader
 from api.influxql import InfluxQL, UnsafeQueryPart, time_literal
 from sensors import schema
-from sensors.alerting import DOC_FIELD, MESSAGES, RULE_ID_RE, RULE_TAG, AlertMessage
+from sensors.alerting import DOC_FIELD, MESSAGES, RULE_ID_RE, RULE_TAG, AlertMessage, Hazard
 from sensors.cap import OFFICIAL_WEB, cap_document, cap_time
 from sensors.quoting import influxql_identifier, influxql_string
 
@@ -72,6 +72,7 @@ class AlertOut(BaseModel):
     level_name: str
     severity: str
     category: str
+    hazard: Hazard  # heat, air, fire, station, other: for texts in every page language
     parameter: str
     event: dict[str, str]
     headline: dict[str, str]
@@ -163,6 +164,7 @@ def _alert_out(request: Request, chain: list[AlertMessage]) -> AlertOut:
         level_name=last.level_name,
         severity=current.severity,
         category=last.category,
+        hazard=last.hazard,
         parameter=last.parameter,
         event={"el": last.event.el, "en": last.event.en},
         headline={"el": last.headline.el, "en": last.headline.en},
