@@ -90,26 +90,6 @@ class LedgerOut(_Out):
     duplicates: int | None = None
 
 
-class StationHealthOut(_Out):
-    """One station's health over the window."""
-
-    station: str
-    window: WindowOut
-    last_seen: str | None
-    status: Status
-    reporting_interval_s: float | None
-    stuck_parameters: list[str]
-    diagnostics: DiagnosticsOut | None
-    completeness: float | None
-    uptime: float | None
-    suspect_share: float | None
-    suspect_by_check: dict[str, int]
-    seq: SeqOut
-    ledger: LedgerOut
-    days: list[DayOut]
-    not_derived: dict[str, str]
-
-
 class StationSummaryOut(_Out):
     """One station in the network view (totals over the window)."""
 
@@ -124,6 +104,16 @@ class StationSummaryOut(_Out):
     suspect_share: float | None
     seq: SeqOut
     ledger: LedgerOut
+
+
+class StationHealthOut(StationSummaryOut):
+    """One station's health over the window: the summary, with its window, suspect values by
+    check, each day, and what cannot be derived per station."""
+
+    window: WindowOut
+    suspect_by_check: dict[str, int]
+    days: list[DayOut]
+    not_derived: dict[str, str]
 
 
 class IngesterOut(_Out):
