@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from sensors.alerting import AlertMessage, alerts_topic
 from sensors.registry import open_registry
 from sensors.settings import Settings
 from tests.api_fixtures import open_stream, serve_api
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, mosquitto_pub
+from tests.helpers import CHROMIUM, SCREENSHOTS, mosquitto_pub
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -58,18 +57,6 @@ def _episode(settings: Settings) -> list[AlertMessage]:
         ("Alert", 1), ("Update", 2), ("Update", 0),
     ]  # fmt: skip
     return messages
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def _publish(settings: Settings, message: AlertMessage, *extra: str) -> None:

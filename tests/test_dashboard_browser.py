@@ -28,7 +28,7 @@ from sensors.schema import READINGS, STATION_TAG, qc_field
 from sensors.settings import Settings
 from sensors.topics import readings_topic
 from tests.api_fixtures import ApiServer, serve_api
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, mosquitto_pub, write_lines
+from tests.helpers import CHROMIUM, SCREENSHOTS, mosquitto_pub, write_lines
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -86,19 +86,6 @@ def seed(settings: Settings) -> dict[str, float]:
         newest[station.id] = values["air_temperature"]
     write_lines(settings.influx_url, settings.influx_db, lines, precision="ns")
     return newest
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    with playwright_sync.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture
