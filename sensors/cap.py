@@ -29,8 +29,6 @@ NOT_OFFICIAL: Final = {
 }
 SENDER_NAME: Final = {"el": "Δίκτυο σταθμών Meltemi", "en": "Meltemi station network"}
 
-ET.register_namespace("", CAP_NS)
-
 
 def cap_time(ts: dt.datetime) -> str:
     """Return a CAP date-time: local Greek time, whole seconds, numeric offset (never ``Z``)."""
@@ -98,5 +96,9 @@ def cap_document(
         _sub(area, "areaDesc", message.area.description.get(language))
         for circle in message.area.circles:
             _sub(area, "circle", circle)
-    body: bytes = ET.tostring(alert, encoding="utf-8", xml_declaration=True)
+    # CAP's namespace as the default one, named here rather than registered globally: another
+    # library registering its own default namespace would otherwise turn ours into "ns0:".
+    body: bytes = ET.tostring(
+        alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS
+    )
     return body

@@ -86,3 +86,13 @@ def test_the_schema_refuses_what_cap_forbids(schema: xmlschema.XMLSchema) -> Non
     assert not schema.is_valid(swapped)
     with pytest.raises(ValueError, match="timezone-aware"):
         cap_time(dt.datetime(2026, 7, 20, 6, 0))  # noqa: DTZ001  # the mistake under test
+
+
+def test_cap_keeps_its_default_namespace_whatever_else_registers_one() -> None:
+    # The Atom feed once registered its namespace as ElementTree's global default, after which
+    # every CAP document came out with "ns0:" prefixes (valid XML, but not what CAP readers and
+    # this suite's text checks expect).
+    ET.register_namespace("", "http://www.w3.org/2005/Atom")
+    document = cap_document(_episode()[0], [], SENDER, WEB).decode()
+    assert "ns0:" not in document
+    assert '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">' in document

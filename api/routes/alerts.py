@@ -265,7 +265,6 @@ async def alerts_atom(request: Request, reader: ReaderDep) -> Response:
     """Return an Atom feed of the newest alert messages, each linking to its CAP document."""
     messages = await read_messages(reader, since_ns=_since_ns(None))
     newest = sorted(messages, key=lambda m: (m.sent, m.sequence), reverse=True)[:FEED_ENTRIES]
-    ET.register_namespace("", ATOM_NS)
     feed = ET.Element(_atom("feed"))
     ET.SubElement(feed, _atom("id")).text = f"{_base(request)}/v1/alerts.atom"
     ET.SubElement(feed, _atom("title")).text = "Meltemi alerts (not official warnings)"
@@ -290,5 +289,7 @@ async def alerts_atom(request: Request, reader: ReaderDep) -> Response:
             href=_cap_url(request, m.identifier),
         )
         ET.SubElement(entry, _atom("category"), term=m.severity)
-    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    # Atom as the default namespace of this document only (a global registration would take
+    # the default prefix from CAP's documents, which then came out as "ns0:").
+    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True, default_namespace=ATOM_NS)
     return Response(body, media_type="application/atom+xml")
