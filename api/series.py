@@ -19,16 +19,21 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal, get_args
+from typing import Final, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.influxql import InfluxQL
+from api.queries import aggregate_series, circular_series, raw_readings
 from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
 from sensors.derived import DERIVED
+from sensors.models import format_ts
 from sensors.registry import Station
 
 Interval = Literal["raw", "1m", "5m", "10m", "15m", "30m", "1h", "3h", "6h", "1d"]
 INTERVALS: Final[tuple[Interval, ...]] = get_args(Interval)
-OutputFormat = Literal["json", "csv"]
+OutputFormat = str  # "json" or "csv"; the export adds "ndjson"
 
 NS: Final = 1_000_000_000
 INTERVAL_NS: Final[dict[str, int]] = {
@@ -63,6 +68,41 @@ _ZONE_NAME: Final = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+){0,2}")
 
 class SeriesRequestError(ValueError):
     """A query parameter is invalid; the message says which and what to send (400)."""
+
+
+class SeriesQuery(BaseModel):
+    """The query string of a series request, before it is checked against the catalogue.
+
+    This one model travels whole from the route (``api.routes.series``, FastAPI fills it from
+    the query string) to ``plan_series``, which turns it into a ``SeriesPlan``: adding a query
+    parameter is one field here and its use in ``plan_series``. The network route and the
+    export extend it (``api.network``, ``api.export``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    parameters: str | None = Field(
+        None, max_length=2000, description="comma-separated ids (default: all the station has)"
+    )
+    start: str | None = Field(None, max_length=64, description="RFC 3339 (default: end - 24 h)")
+    end: str | None = Field(None, max_length=64, description="RFC 3339, exclusive (default: now)")
+    interval: str | None = Field(
+        None,
+        max_length=16,
+        description="raw, 1m, 5m, 10m, 15m, 30m, 1h, 3h, 6h, 1d (default: raw up to 24 h, else 1h)",
+    )
+    agg: str | None = Field(
+        None,
+        max_length=64,
+        description="comma-separated from mean, min, max, sum, count (default: per parameter)",
+    )
+    tz: str = Field(
+        "UTC",
+        max_length=64,
+        description="IANA zone of the 1d windows' midnights (other intervals are UTC-aligned)",
+    )
+    include_suspect: bool = Field(False, description="aggregate suspect values too")
+    format: str = Field("json", max_length=8, description="json or csv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,25 +294,30 @@ def _refusal(plan_points: int, interval: Interval, start_ns: int, end_ns: int) -
 
 def plan_series(
     station: Station,
+    query: SeriesQuery,
     *,
     now_ns: int,
-    parameters: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    interval: str | None = None,
-    agg: str | None = None,
-    tz: str = "UTC",
-    include_suspect: bool = False,
-    output: str = "json",
+    formats: tuple[str, ...] = ("json", "csv"),
+    max_points: int | None = MAX_POINTS,
 ) -> SeriesPlan:
-    """Return the checked plan of a series request, or raise SeriesRequestError (400)."""
-    if output not in ("json", "csv"):
-        raise SeriesRequestError(f"format: {_shown(output)} is not json or csv")
-    zone = parse_zone(tz)
-    end_ns = parse_rfc3339_ns("end", end) if end is not None else now_ns
-    start_ns = parse_rfc3339_ns("start", start) if start is not None else end_ns - DEFAULT_RANGE_NS
+    """Return the checked plan of a series request, or raise SeriesRequestError (400).
+
+    ``formats`` are the output formats the caller offers; ``max_points`` is the answer size
+    rule (None for a streamed export, which is bounded by its cost instead, api.cost).
+    """
+    output = query.format
+    if output not in formats:
+        raise SeriesRequestError(f"format: {_shown(output)} is not {' or '.join(formats)}")
+    zone = parse_zone(query.tz)
+    end_ns = parse_rfc3339_ns("end", query.end) if query.end is not None else now_ns
+    start_ns = (
+        parse_rfc3339_ns("start", query.start)
+        if query.start is not None
+        else end_ns - DEFAULT_RANGE_NS
+    )
     if end_ns <= start_ns:
         raise SeriesRequestError("start must be before end (end is exclusive)")
+    interval = query.interval
     if interval is None:
         chosen: Interval = "raw" if end_ns - start_ns <= RAW_DEFAULT_UP_TO_NS else "1h"
     elif interval in INTERVALS:
@@ -281,11 +326,11 @@ def plan_series(
         raise SeriesRequestError(
             f"interval: {_shown(interval)} is not one of {', '.join(INTERVALS)}"
         )
-    names = resolve_parameters(station, parameters)
-    aggs = resolve_aggs(names, agg, chosen)
+    names = resolve_parameters(station, query.parameters)
+    aggs = resolve_aggs(names, query.agg, chosen)
     window_tz = zone if chosen == "1d" and zone != "UTC" else None
     points = estimate_points(chosen, start_ns, end_ns, window_tz)
-    if points > MAX_POINTS:
+    if max_points is not None and points > max_points:
         raise SeriesRequestError(_refusal(points, chosen, start_ns, end_ns))
     return SeriesPlan(
         station_id=station.id,
@@ -295,7 +340,88 @@ def plan_series(
         start_ns=start_ns,
         end_ns=end_ns,
         tz=zone,
-        include_suspect=include_suspect,
-        output="csv" if output == "csv" else "json",
+        include_suspect=query.include_suspect,
+        output=output,
         estimated_points=points,
     )
+
+
+Q = TypeVar("Q", bound=SeriesQuery)
+
+
+def live_edge(end: str | None, now_ns: int, ttl_s: float) -> int | None:
+    """Return the instant a series ending "now" is served as of, or None for a fixed range.
+
+    A request whose end is absent or within the cache TTL of now (the dashboard asks for the
+    last 24 h / 7 d / 30 d ending at its clock's now) is answered as of the last TTL boundary,
+    with start moved by the same amount: every such request in one TTL has the same bounds,
+    hence the same statements, and shares one cached answer (api.influx). The answer's
+    ``start``/``end`` say which range it covers.
+    """
+    if ttl_s <= 0:
+        return None
+    ttl_ns = int(ttl_s * NS)
+    if end is not None:
+        try:
+            end_ns = parse_rfc3339_ns("end", end)
+        except SeriesRequestError:
+            return None  # plan_series says what is wrong with it
+        if abs(end_ns - now_ns) > ttl_ns:
+            return None
+    return now_ns - now_ns % ttl_ns
+
+
+def at_live_edge(query: Q, now_ns: int, ttl_s: float) -> tuple[Q, bool]:
+    """Return the query moved to the live edge (see ``live_edge``) and whether it moved.
+
+    A moved query's answer may be shared between callers (api.influx's cache).
+    """
+    edge = live_edge(query.end, now_ns, ttl_s)
+    if edge is None:
+        return query, False
+    start = query.start
+    if query.start is not None and query.end is not None:
+        shift = parse_rfc3339_ns("end", query.end) - edge
+        start_ns = parse_rfc3339_ns("start", query.start) - shift
+        start = format_ts(start_ns) if start_ns > 0 else query.start
+    return query.model_copy(update={"start": start, "end": format_ts(edge)}), True
+
+
+def plan_statements(plan: SeriesPlan) -> tuple[list[InfluxQL], InfluxQL | None]:
+    """Return the stored parameters' statements and the raw-readings statement, if any.
+
+    For ``raw`` everything comes from one readings statement; otherwise one aggregate statement
+    per stored parameter, plus the readings of the derived parameters' inputs. The statements
+    cover the plan's query window (the range clipped to the station's data, api.cost); an
+    empty window needs no statement at all.
+    """
+    start_ns, end_ns = plan.query_window
+    if end_ns <= start_ns:
+        return [], None
+    window = {"start_ns": start_ns, "end_ns": end_ns}
+    if plan.interval == "raw":
+        wanted = list(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
+        return [], raw_readings(plan.station_id, wanted, limit=MAX_POINTS + 1, **window)
+    statements = []
+    for parameter in plan.stored:
+        aggs = plan.aggs[parameter]
+        build = (
+            circular_series if CATALOG[parameter].circular and "mean" in aggs else aggregate_series
+        )
+        statements.append(
+            build(
+                plan.station_id,
+                parameter,
+                aggs,
+                interval=plan.interval,
+                tz=plan.window_tz,
+                include_suspect=plan.include_suspect,
+                **window,
+            )
+        )
+    readings = None
+    if plan.derived:
+        readings = raw_readings(
+            plan.station_id, plan.derived_inputs, limit=DERIVED_MAX_READINGS + 1, **window
+        )
+    return statements, readings

@@ -11,7 +11,7 @@ subprocess, then times, REPEATS times each after a warm-up:
   aggregates in one request and the derived inputs' readings in another, concurrently);
 - the same series for ``air_temperature`` alone (no derived parameter, one statement).
 
-The bare queries are built by the API's own builders (api.routes.series.plan_statements), so
+The bare queries are built by the API's own builders (api.series.plan_statements), so
 the text is identical. Prints median and p95 of each and the ratio API / bare, then the
 ``name: value unit`` lines. Usage: python bench/api.py [REPEATS] [LATEST_DAYS]
 """
@@ -34,8 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.influx import query_params
 from api.influxql import InfluxQL, join_statements
 from api.queries import latest_readings
-from api.routes.series import plan_statements
-from api.series import plan_series
+from api.series import SeriesQuery, plan_series, plan_statements
 from bench._common import ALL_PARAMETERS, figure, median, p95, write_registry
 from ingest.lineproto import format_point
 from meltemi.services import InfluxDB, ManagedProcess, free_port
@@ -226,14 +225,7 @@ def main(argv: list[str]) -> int:
                 body = client.get(f"/v1/stations/{ids[0]}/series", params=params).json()
                 assert "points" in body, body
                 assert SERIES_DAYS * 24 <= len(body["points"]) <= SERIES_DAYS * 24 + 1
-                plan = plan_series(
-                    station,
-                    now_ns=now_s * 10**9,
-                    parameters=parameters,
-                    start=window["start"],
-                    end=window["end"],
-                    interval=window["interval"],
-                )
+                plan = plan_series(station, SeriesQuery(**params), now_ns=now_s * 10**9)
                 stored, readings = plan_statements(plan)
                 requests = [r for r in (stored, [readings] if readings else []) if r]
                 figures |= report(
