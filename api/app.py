@@ -34,6 +34,7 @@ from api.routes import (
     health,
     latest,
     metrics,
+    network,
     parameters,
     series,
     stations,
@@ -67,7 +68,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
-    for module in (health, metrics, parameters, stations, latest, series, stream):
+    for module in (health, metrics, parameters, stations, latest, series, network, stream):
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:

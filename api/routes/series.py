@@ -33,29 +33,19 @@ from fastapi.responses import Response
 from api.cost import SpanCache, bound_plan
 from api.cpu import SlicedResponse, run_cpu
 from api.deps import ReaderDep, StationDep
-from api.influx import InfluxReader, StatementResult
-from api.influxql import InfluxQL
+from api.influx import StatementResult
 from api.models import AGG_SERIES_JSON, RAW_SERIES_JSON, AggSeriesOut, RawSeriesOut
 from api.series import SeriesPlan, SeriesQuery, at_live_edge, plan_series, plan_statements
+from api.series_run import aggregate_from_results, run_statements
 from api.series_table import (
-    Windows,
     aggregate_csv,
-    aggregate_points,
-    derived_windows,
     raw_csv,
     raw_points,
-    stored_windows,
 )
 from sensors.models import format_ts
 from sensors.settings import Settings
 
 router = APIRouter(tags=["readings"])
-
-
-async def _query(
-    reader: InfluxReader, statements: list[InfluxQL], shared: bool
-) -> list[StatementResult]:
-    return await reader.query(statements, cache=shared) if statements else []
 
 
 def _csv_response(plan: SeriesPlan, text: str) -> Response:
@@ -87,13 +77,7 @@ def _render_aggregate(
     stored_results: list[StatementResult],
     derived_results: list[StatementResult],
 ) -> Response:
-    windows: dict[str, Windows] = {
-        parameter: stored_windows(parameter, result)
-        for parameter, result in zip(plan.stored, stored_results, strict=True)
-    }
-    if derived_results:
-        windows |= derived_windows(plan, derived_results[0])
-    points = aggregate_points(plan, windows)
+    points = aggregate_from_results(plan, stored_results, derived_results)
     if plan.output == "csv":
         return _csv_response(plan, aggregate_csv(plan, points))
     doc: AggSeriesOut = {
@@ -155,8 +139,7 @@ async def series(
             (result,) = await reader.query([readings], cache=shared)
         return await run_cpu(_render_raw, plan, result)
     stored_results, derived_results = await asyncio.gather(
-        _query(reader, statements, shared), _query(reader, [readings] if readings else [], shared)
+        run_statements(reader, statements, shared),
+        run_statements(reader, [readings] if readings else [], shared),
     )
-    if not statements:  # an empty window: every parameter has no window
-        stored_results = [StatementResult() for _ in plan.stored]
     return await run_cpu(_render_aggregate, plan, stored_results, derived_results)
