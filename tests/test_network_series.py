@@ -65,8 +65,14 @@ def _numpy_hourly(data: StationData, parameter: str, agg: str) -> dict[str, floa
     out = {}
     for window in np.unique(windows[keep]):
         chosen = values[keep & (windows == window)]
-        reduce = {"mean": np.mean, "min": np.min, "max": np.max, "sum": np.sum}
-        figure = float(len(chosen)) if agg == "count" else float(reduce[agg](chosen))
+        figures = {
+            "mean": float(np.mean(chosen)),
+            "min": float(np.min(chosen)),
+            "max": float(np.max(chosen)),
+            "sum": float(np.sum(chosen)),
+            "count": float(len(chosen)),
+        }
+        figure = figures[agg]
         out[format_ts(int(window))] = figure
     return out
 
