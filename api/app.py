@@ -31,6 +31,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import (
     dashboard,
     docs,
+    export,
     health,
     latest,
     metrics,
@@ -68,7 +69,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
-    for module in (health, metrics, parameters, stations, latest, series, network, stream):
+    for module in (health, metrics, parameters, stations, latest, series, network, export, stream):
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:
