@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -135,11 +136,11 @@ def test_ndjson_equals_json_pages_walked_by_cursor(api):
     assert stream.status_code == 200, stream.text
     assert stream.headers["content-type"].startswith("application/x-ndjson")
     streamed = [json.loads(line) for line in stream.text.splitlines()]
-    paged: list[dict] = []
+    paged: list[dict[str, Any]] = []
     cursor = None
     pages = 0
     while True:
-        extra = {"cursor": cursor} if cursor else {}
+        extra: dict[str, str] = {"cursor": cursor} if cursor else {}
         page = api.get("/v1/export", format="json", page_size=700, **window, **extra)
         assert page.status_code == 200, page.text
         body = page.json()
@@ -184,10 +185,10 @@ def test_aggregated_json_pages_resume_at_the_next_window(api, monkeypatch):
         for line in api.get("/v1/export", format="ndjson", **window).text.splitlines()
     ]
     assert len(whole) == 2 * 72
-    paged: list[dict] = []
+    paged: list[dict[str, Any]] = []
     cursor = None
     while True:
-        extra = {"cursor": cursor} if cursor else {}
+        extra: dict[str, str] = {"cursor": cursor} if cursor else {}
         body = api.get("/v1/export", format="json", page_size=50, **window, **extra).json()
         paged += body["rows"]
         cursor = body["next"]
