@@ -25,6 +25,7 @@ from api.errors import ApiStorageError, StorageUnavailable
 from api.health import HealthProbe
 from api.influx import InfluxReader, open_influx_client
 from api.influxql import UnsafeQueryPart
+from api.latest_memory import LatestStore, latest_store_lifespan
 from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -120,6 +121,9 @@ def create_app(settings: Settings) -> FastAPI:
         on_drop=lambda reason: app.state.metrics.live_dropped.labels(reason.value).inc(),
     )
     app.state.lifespan_hooks.append(live_feed_lifespan)
+    if settings.api_latest_from_memory:  # /v1/latest from memory (api.latest_memory)
+        app.state.latest_store = LatestStore()
+        app.state.lifespan_hooks.append(latest_store_lifespan)
     _include_routers(app)
     app.add_exception_handler(ApiStorageError, _storage_error)
     app.add_exception_handler(SeriesRequestError, _bad_request)

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.influx import query_params
 from api.influxql import InfluxQL, join_statements
-from api.queries import latest_readings
-from api.series import SeriesQuery, plan_series, plan_statements
+from api.queries import latest_readings, raw_readings
+from api.series import SeriesQuery, parse_rfc3339_ns, plan_series, plan_statements
 from bench._common import ALL_PARAMETERS, figure, median, p95, write_registry
 from ingest.lineproto import format_point
 from meltemi.services import InfluxDB, ManagedProcess, free_port
@@ -145,6 +145,49 @@ def report(name: str, api_times: list[float], bare_times: list[float]) -> dict[s
     return figures
 
 
+def export_figures(
+    client: httpx.Client, bare: Bare, station_id: str, window: dict[str, str], repeats: int
+) -> dict[str, float]:
+    """Time a 30-day raw CSV export (every parameter) next to one raw SELECT of its rows."""
+    params = {
+        "stations": station_id,
+        "parameters": ",".join(ALL_PARAMETERS),
+        "start": window["start"],
+        "end": window["end"],
+        "interval": "raw",
+    }
+    rows = client.get("/v1/export", params=params).text.count("\n") - 1
+    statement = raw_readings(
+        station_id,
+        ALL_PARAMETERS,
+        start_ns=parse_rfc3339_ns("start", window["start"]),
+        end_ns=parse_rfc3339_ns("end", window["end"]),
+        limit=None,
+    )
+
+    def export() -> None:
+        with client.stream("GET", "/v1/export", params=params) as response:
+            assert response.status_code == 200
+            for _ in response.iter_raw():
+                pass
+
+    runs = max(3, repeats // 10)
+    figures = report(
+        "export_30d_raw_csv", timed(export, runs), timed(bare.call([[statement]]), runs)
+    )
+    figures["export_30d_raw_rows"] = float(rows)
+    figures["export_30d_raw_api_rows_per_s"] = rows / (
+        figures["export_30d_raw_csv_api_median"] / 1000
+    )
+    figures["export_30d_raw_influxql_rows_per_s"] = rows / (
+        figures["export_30d_raw_csv_influxql_median"] / 1000
+    )
+    figures["export_30d_raw_rows_per_s_ratio"] = (
+        figures["export_30d_raw_api_rows_per_s"] / figures["export_30d_raw_influxql_rows_per_s"]
+    )
+    return figures
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark; return the exit code."""
     repeats = int(argv[0]) if argv else 50
@@ -233,6 +276,7 @@ def main(argv: list[str]) -> int:
                     timed(get(f"/v1/stations/{ids[0]}/series", **params), repeats),
                     timed(bare.call(requests), repeats),
                 )
+            figures |= export_figures(client, bare, ids[0], window, repeats)
             client.close()
             bare.close()
         finally:
@@ -240,7 +284,9 @@ def main(argv: list[str]) -> int:
                 api.stop()
             influx.stop()
     for name, value in figures.items():
-        figure(name, value, "x" if name.endswith("_ratio") else "ms")
+        unit = "x" if name.endswith("_ratio") else "ms"
+        unit = "rows/s" if name.endswith("_per_s") else "rows" if name.endswith("_rows") else unit
+        figure(name, value, unit)
     return 0
 
 

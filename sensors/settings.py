@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # Dashboard queries (all-station latest/stations, series ending now) are shared for this
     # long: a crowd costs one InfluxDB query per TTL. 0 disables the cache.
     api_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+    # /v1/latest from memory fed by the live feed (api.latest_memory); false: from InfluxDB.
+    api_latest_from_memory: bool = True
 
     @field_validator("api_trusted_proxies")
     @classmethod
