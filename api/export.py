@@ -39,10 +39,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
 from pydantic import Field
 
 from api.aggregate import local_midnights
 from api.influx import SeriesOut, StatementResult, StreamCheck
+from api.latest import DERIVED_DECIMALS
 from api.models import AggPoint, RawPoint
 from api.network import NetworkQuery
 from api.series import (
@@ -53,8 +55,9 @@ from api.series import (
     SeriesPlan,
     SeriesRequestError,
 )
-from api.series_table import raw_points
+from api.series_table import ReadingArrays, format_times, raw_points
 from sensors import schema
+from sensors.derived import DERIVED, compute_derived
 
 FORMATS: Final = ("csv", "ndjson", "json")
 SLICE_WINDOWS: Final = 10_000  # windows of one aggregated slice (stored parameters only)
@@ -190,6 +193,10 @@ class Renderer:
         self.with_qc = self.raw and plan.include_suspect
         self._zip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gzip else None
 
+    def encode(self, text: str) -> bytes:
+        """Return text as the stream's bytes (compressed when asked)."""
+        return self._out(text)
+
     def _out(self, text: str) -> bytes:
         data = text.encode()
         return self._zip.compress(data) if self._zip is not None else data
@@ -240,6 +247,72 @@ class Renderer:
         return self._zip.flush() if self._zip is not None else b""
 
 
+_CSV_SPECIAL: Final = frozenset(',"\r\n')
+
+
+def _csv_text(value: str) -> str:
+    """Return a text cell quoted as the csv module would, only when it needs it."""
+    if _CSV_SPECIAL.isdisjoint(value):
+        return value
+    return '"' + value.replace('"', '""') + '"'
+
+
+def raw_csv_text(plan: SeriesPlan, result: StatementResult, with_qc: bool) -> tuple[str, int]:
+    """Return CSV rows of raw readings, column by column (the export's fast path), and how
+    many. The same cells as ``api.series_table.raw_points`` rendered by ``Renderer.text``:
+    a value only where present (and good, unless suspect values are included), derived values
+    rounded as everywhere, rows without any value left out."""
+    wanted = tuple(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
+    readings = ReadingArrays(result, wanted)
+    size = readings.size
+    if size == 0:
+        return "", 0
+    present = np.zeros(size, dtype=np.bool_)
+    values: dict[str, list[str]] = {}
+    flags: dict[str, list[str]] = {}
+    checks: dict[str, list[str]] = {}
+    inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
+    computed = compute_derived(inputs) if plan.derived else {}
+    for parameter in plan.parameters:
+        if parameter in computed:
+            column = np.round(computed[parameter], DERIVED_DECIMALS)
+            good = np.logical_and.reduce([readings.good[i] for i in DERIVED[parameter].inputs])
+        else:
+            column = readings.usable(parameter, plan.include_suspect)
+            good = readings.good[parameter]
+        finite = np.isfinite(column)
+        present |= finite
+        shown = finite.tolist()
+        values[parameter] = [
+            repr(v) if ok else "" for v, ok in zip(column.tolist(), shown, strict=True)
+        ]
+        if with_qc:
+            flags[parameter] = [
+                ("good" if g else "suspect") if ok else ""
+                for g, ok in zip(good.tolist(), shown, strict=True)
+            ]
+            failed = readings.checks.get(parameter) if parameter not in computed else None
+            checks[parameter] = (
+                [
+                    _csv_text(c) if ok and not g and isinstance(c, str) and c else ""
+                    for c, g, ok in zip(failed, good.tolist(), shown, strict=True)
+                ]
+                if failed is not None
+                else [""] * size
+            )
+    keep = np.flatnonzero(present).tolist()
+    labels = format_times(readings.ts[keep].tolist()) if keep else []
+    station = _csv_text(plan.station_id)
+    columns = [values[p] for p in plan.parameters]
+    if with_qc:
+        columns += [flags[p] for p in plan.parameters] + [checks[p] for p in plan.parameters]
+    lines = [
+        ",".join((label, station, *(column[k] for column in columns)))
+        for label, k in zip(labels, keep, strict=True)
+    ]
+    return ("\n".join(lines) + "\n") if lines else "", len(lines)
+
+
 @dataclass(slots=True)
 class RawBatch:
     """The readings of one batch of a raw stream, rendered, and the newest time it held."""
@@ -258,6 +331,8 @@ def raw_batch(
     With a renderer, they are rendered (streams); without, kept as points (JSON pages).
     """
     points: list[RawPoint] = []
+    texts: list[str] = []
+    counted = 0
     last_ns: int | None = None
     for line in lines.splitlines():
         if not line.strip():
@@ -271,6 +346,14 @@ def raw_batch(
         result = StatementResult.model_construct(
             series=[SeriesOut.model_construct(name=schema.READINGS, columns=columns, values=rows)]
         )
-        points.extend(raw_points(plan, result))
-    body = b"" if renderer is None else renderer.rows(plan.station_id, points)
-    return RawBatch(body, len(points), last_ns, [] if renderer is not None else points)
+        if renderer is not None and renderer.output == "csv":
+            text, count = raw_csv_text(plan, result, renderer.with_qc)
+            texts.append(text)
+            counted += count
+        else:
+            points.extend(raw_points(plan, result))
+    if renderer is None:
+        return RawBatch(b"", len(points), last_ns, points)
+    if renderer.output == "csv":
+        return RawBatch(renderer.encode("".join(texts)), counted, last_ns, [])
+    return RawBatch(renderer.rows(plan.station_id, points), len(points), last_ns, [])

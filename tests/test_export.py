@@ -306,3 +306,42 @@ def test_a_year_of_minute_data_streams_in_constant_memory(
     assert last.endswith(f"{values[-1]!r}\n".encode())
     growth_mib = (peak - before) / 1024
     assert growth_mib < 50, f"peak RSS grew {growth_mib:.1f} MiB"
+
+
+def test_fast_csv_path_equals_the_ndjson_points(api):
+    # CSV is rendered column by column; NDJSON from the series route's points: same cells.
+    parameters = [*FULL_PARAMS, "dew_point"]
+    window = {
+        "stations": FULL,
+        "parameters": ",".join(parameters),
+        "start": START,
+        "end": END,
+        "interval": "raw",
+        "include_suspect": "true",
+    }
+    rows = list(csv.reader(io.StringIO(api.get("/v1/export", **window).text)))
+    points = [
+        json.loads(line)
+        for line in api.get("/v1/export", format="ndjson", **window).text.splitlines()
+    ]
+    assert rows[0] == [
+        "time",
+        "station",
+        *parameters,
+        *(f"{p}_qc" for p in parameters),
+        *(f"{p}_check" for p in parameters),
+    ]
+    expected = [
+        [
+            point["time"],
+            point["station"],
+            *(repr(point["values"][p]) if p in point["values"] else "" for p in parameters),
+            *(point["qc"].get(p, "") for p in parameters),
+            *(point.get("checks", {}).get(p, "") for p in parameters),
+        ]
+        for point in points
+    ]
+    assert rows[1:] == expected
+    assert any(row[len(parameters) + 2] == "suspect" for row in rows[1:])
+    assert any(row[2 * len(parameters) + 2] == "step" for row in rows[1:])
+    assert all(row[5] != "" for row in rows[1:] if row[2] and row[3])  # dew point computed
