@@ -1,0 +1,342 @@
+"""``meltemi rollup``: the hourly and daily rollups (sensors.rollups), kept right by reconciling.
+
+How windows that changed are found: the ingester's history is write-once (a stored value is
+never replaced; late and replayed readings only *add* values), so a window changed exactly when
+one of its per-parameter value counts changed. A pass asks InfluxDB for the counts per station
+and hour (``SELECT count(*) … GROUP BY time(1h), station``, one cheap statement) and for the
+``{p}__all_count`` fields of the rollups over the same range; every (station, UTC day) with a
+differing hour is recomputed from its raw readings (all 24 hours and the day, overwritten:
+idempotent, so a replay or a rerun changes nothing). Nothing is learnt from MQTT: this process
+needs no broker identity, misses nothing while it was down, and works the same on InfluxDB
+1.x/2.x/3.x (plain points and InfluxQL; no continuous query, no task).
+
+``meltemi rollup run`` passes over the last ``rollup_recent_hours`` every ``rollup_interval_s``
+(late readings of the last hours are in within seconds) and over the whole back-fill horizon
+every ``rollup_deep_interval_s`` (a station's spool replaying a day of readings is in within
+minutes). ``meltemi rollup rebuild [--days N]`` recomputes every day of the range at once.
+
+After each pass it writes one ``rollup_state`` point: its time is when the pass started and
+``from_ns`` the oldest instant rollups are kept from. The API (api.rollups) reads rollups only
+for windows before that time and after ``from_ns``, and only while the state is fresh; the rest
+of a request is answered from raw readings as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Final
+
+import httpx
+
+from api.influx import SeriesOut, StatementResult
+from api.influxql import InfluxQL, quote_identifier, time_literal
+from api.queries import raw_readings
+from api.series_table import ReadingArrays
+from sensors import schema
+from sensors.catalog import PARAMETER_IDS
+from sensors.registry import Station, StationRegistry, open_registry
+from sensors.rollups import DAY_NS, HOUR_NS, ROLLUP_1D, ROLLUP_1H, ROLLUP_STATE, daily, hourly
+from sensors.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+NS: Final = 1_000_000_000
+CHUNK_ROWS: Final = 10_000
+WRITE_BATCH: Final = 5_000  # lines per /write
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one reconciliation pass did."""
+
+    started_ns: int
+    days_rebuilt: int
+
+
+def _line(measurement: str, station_id: str, fields: dict[str, float | int], ts_ns: int) -> str:
+    parts = []
+    for name in sorted(fields):
+        value = fields[name]
+        parts.append(f"{name}={value}i" if isinstance(value, int) else f"{name}={value!r}")
+    return f"{measurement},{schema.STATION_TAG}={station_id} {','.join(parts)} {ts_ns}"
+
+
+class RollupKeeper:
+    """Reads counts and raw readings from InfluxDB and writes the rollup points."""
+
+    def __init__(self, settings: Settings, registry: StationRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else open_registry(settings)
+        headers = {"Accept": "application/json"}
+        auth: httpx.Auth | None = None
+        if settings.influx_token is not None:
+            headers["Authorization"] = "Token " + settings.influx_token.get_secret_value()
+        elif settings.influx_username is not None:
+            secret = settings.influx_password
+            auth = httpx.BasicAuth(
+                settings.influx_username, secret.get_secret_value() if secret else ""
+            )
+        self.client = httpx.Client(
+            base_url=settings.influx_url.rstrip("/"),
+            headers=headers,
+            auth=auth,
+            timeout=httpx.Timeout(max(settings.influx_timeout_s, 60.0)),
+        )
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self.client.close()
+
+    # --- InfluxDB -----------------------------------------------------------------------
+
+    def query(self, text: InfluxQL) -> list[SeriesOut]:
+        """Return the series of one statement (chunked answer, checked complete)."""
+        params = {
+            "db": self.settings.influx_db,
+            "q": text,
+            "epoch": "ns",
+            "chunked": "true",
+            "chunk_size": str(CHUNK_ROWS),
+        }
+        response = self.client.get("/query", params=params)
+        response.raise_for_status()
+        merged: list[SeriesOut] = []
+        open_series = False
+        for line in response.content.splitlines():
+            if not line.strip():
+                continue
+            answer = json.loads(line)
+            if answer.get("error"):
+                raise RuntimeError(f"InfluxDB: {answer['error']}")
+            for result in answer.get("results", []):
+                if result.get("error"):
+                    raise RuntimeError(f"InfluxDB: {result['error']}")
+                for series in result.get("series", []):
+                    tags = series.get("tags", {}) or {}
+                    values = series.get("values", [])
+                    last = merged[-1] if merged else None
+                    if open_series and last is not None and last.tags == tags:
+                        last.values.extend(values)
+                    else:
+                        merged.append(
+                            SeriesOut.model_construct(
+                                name=series.get("name", ""),
+                                tags=tags,
+                                columns=series["columns"],
+                                values=list(values),
+                            )
+                        )
+                    open_series = bool(series.get("partial", False))
+        return merged
+
+    def write(self, lines: list[str]) -> None:
+        """Write line protocol (nanosecond precision)."""
+        for at in range(0, len(lines), WRITE_BATCH):
+            response = self.client.post(
+                "/write",
+                params={"db": self.settings.influx_db, "precision": "ns"},
+                content="\n".join(lines[at : at + WRITE_BATCH]).encode(),
+            )
+            if response.status_code != 204:
+                raise RuntimeError(
+                    f"InfluxDB refused the rollup write ({response.status_code}): "
+                    f"{response.text[:300]}"
+                )
+
+    # --- counts -------------------------------------------------------------------------
+
+    def _counts(self, text: InfluxQL, suffix: str) -> dict[tuple[str, int], dict[str, int]]:
+        counts: dict[tuple[str, int], dict[str, int]] = {}
+        for series in self.query(text):
+            station_id = series.tags.get(schema.STATION_TAG, "")
+            at = {name: k for k, name in enumerate(series.columns)}
+            for row in series.values:
+                ts = row[at["time"]]
+                if not isinstance(ts, int):
+                    continue
+                figures = {}
+                for p in PARAMETER_IDS:
+                    k = at.get(f"{p}{suffix}")
+                    value = row[k] if k is not None else None
+                    if isinstance(value, int | float) and value:
+                        figures[p] = int(value)
+                counts[(station_id, ts)] = figures
+        return counts
+
+    def dirty_days(self, start_ns: int, end_ns: int) -> set[tuple[str, int]]:
+        """Return the (station, UTC day) whose raw value counts differ from their rollups
+        (registered stations and parameters only)."""
+        start_ns = start_ns // HOUR_NS * HOUR_NS
+        where = f"WHERE time >= {time_literal(start_ns)} AND time < {time_literal(end_ns)}"
+        station = quote_identifier(schema.STATION_TAG)
+        names = sorted(PARAMETER_IDS)
+        raw_fields = ", ".join(
+            f"count({quote_identifier(p)}) AS {quote_identifier(p)}" for p in names
+        )
+        raw = self._counts(
+            InfluxQL(
+                f"SELECT {raw_fields} FROM {quote_identifier(schema.READINGS)} {where} "
+                f"GROUP BY time(1h), {station} fill(none)"
+            ),
+            "",
+        )
+        rolled_fields = ", ".join(quote_identifier(f"{p}__all_count") for p in names)
+        rolled = self._counts(
+            InfluxQL(
+                f"SELECT {rolled_fields} FROM {quote_identifier(ROLLUP_1H)} {where} "
+                f"GROUP BY {station}"
+            ),
+            "__all_count",
+        )
+        dirty = set()
+        for key in raw.keys() | rolled.keys():
+            registered = self.registry.get(key[0])
+            if registered is None:
+                continue  # not registered: the API serves nothing of it
+            mine = set(registered.parameters)
+            have = {p: n for p, n in raw.get(key, {}).items() if p in mine}
+            kept = {p: n for p, n in rolled.get(key, {}).items() if p in mine}
+            if have != kept:
+                dirty.add((key[0], key[1] // DAY_NS * DAY_NS))
+        return dirty
+
+    # --- recomputing --------------------------------------------------------------------
+
+    def rebuild_day(self, station: Station, day_ns: int) -> int:
+        """Recompute one station's hours of one UTC day and the day; return points written."""
+        statement = raw_readings(
+            station.id, station.parameters, start_ns=day_ns, end_ns=day_ns + DAY_NS, limit=None
+        )
+        series = self.query(statement)
+        result = StatementResult.model_construct(series=series[:1])
+        readings = ReadingArrays(result, station.parameters)
+        if readings.size == 0:
+            return 0
+        values = {p: readings.values[p] for p in station.parameters}
+        hours = hourly(readings.ts, values, readings.good)
+        days = daily(hours)
+        lines = [_line(ROLLUP_1H, station.id, fields, ts) for ts, fields in hours.items()]
+        lines += [_line(ROLLUP_1D, station.id, fields, ts) for ts, fields in days.items()]
+        self.write(lines)
+        return len(lines)
+
+    def reconcile(self, start_ns: int, end_ns: int) -> int:
+        """Rebuild every day with a changed hour in [start, end); return how many."""
+        rebuilt = 0
+        for station_id, day_ns in sorted(self.dirty_days(start_ns, end_ns)):
+            station = self.registry.get(station_id)
+            if station is None:
+                continue  # not registered: the API serves nothing of it
+            self.rebuild_day(station, day_ns)
+            rebuilt += 1
+        return rebuilt
+
+    def rebuild(self, start_ns: int, end_ns: int) -> int:
+        """Recompute every registered station's days of [start, end); return how many."""
+        rebuilt = 0
+        for station in self.registry:
+            for day_ns in range(start_ns // DAY_NS * DAY_NS, end_ns, DAY_NS):
+                if self.rebuild_day(station, day_ns):
+                    rebuilt += 1
+        return rebuilt
+
+    # --- state --------------------------------------------------------------------------
+
+    def read_from_ns(self) -> int | None:
+        """Return the oldest instant rollups are kept from (None: no state yet)."""
+        field = quote_identifier("from_ns")
+        series = self.query(
+            InfluxQL(f"SELECT last({field}) AS {field} FROM {quote_identifier(ROLLUP_STATE)}")
+        )
+        for one in series:
+            for row in one.values:
+                value = row[one.columns.index("from_ns")]
+                if isinstance(value, int):
+                    return value
+        return None
+
+    def write_state(self, pass_started_ns: int, from_ns: int) -> None:
+        """Record a completed pass (see the module docstring)."""
+        self.write([f"{ROLLUP_STATE} from_ns={int(from_ns)}i {int(pass_started_ns)}"])
+
+    def run_pass(self, start_ns: int, now_ns: int, from_ns: int) -> PassResult:
+        """Reconcile [start, now) and record the pass."""
+        rebuilt = self.reconcile(start_ns, now_ns + HOUR_NS)
+        self.write_state(now_ns, from_ns)
+        return PassResult(now_ns, rebuilt)
+
+
+def _horizon_ns(settings: Settings, now_ns: int) -> int:
+    return now_ns - int(settings.backfill_horizon_days * DAY_NS) - DAY_NS
+
+
+def rebuild(settings: Settings, days: float | None) -> int:
+    """``meltemi rollup rebuild``: recompute the days of the range; return the exit code."""
+    keeper = RollupKeeper(settings)
+    try:
+        now_ns = time.time_ns()
+        start_ns = (
+            (_horizon_ns(settings, now_ns) if days is None else now_ns - int(days * DAY_NS))
+            // DAY_NS
+            * DAY_NS
+        )
+        rebuilt = keeper.rebuild(start_ns, now_ns)
+        known = keeper.read_from_ns()
+        keeper.write_state(now_ns, start_ns if known is None else min(known, start_ns))
+        logger.info("rollups rebuilt: %d station-days from %d", rebuilt, start_ns)
+        return 0
+    finally:
+        keeper.close()
+
+
+def _passes(settings: Settings, stop: threading.Event) -> Iterator[tuple[int, bool]]:
+    """Yield (now_ns, deep) for each pass until ``stop`` is set."""
+    next_deep = 0.0
+    while not stop.is_set():
+        started = time.monotonic()
+        deep = started >= next_deep
+        if deep:
+            next_deep = started + settings.rollup_deep_interval_s
+        yield time.time_ns(), deep
+        stop.wait(max(0.0, settings.rollup_interval_s - (time.monotonic() - started)))
+
+
+def run(settings: Settings) -> int:
+    """``meltemi rollup run``: reconcile until SIGINT/SIGTERM; return the exit code."""
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    keeper = RollupKeeper(settings)
+    try:
+        for now_ns, deep in _passes(settings, stop):
+            try:
+                horizon = _horizon_ns(settings, now_ns) // DAY_NS * DAY_NS
+                known = keeper.read_from_ns()
+                if deep:
+                    start = horizon
+                    from_ns = horizon if known is None else min(known, horizon)
+                else:
+                    start = now_ns - int(settings.rollup_recent_hours * HOUR_NS)
+                    from_ns = known if known is not None else now_ns + DAY_NS
+                result = keeper.run_pass(start, now_ns, from_ns)
+                logger.info(
+                    "rollup pass (%s): %d station-days rebuilt",
+                    "deep" if deep else "recent",
+                    result.days_rebuilt,
+                )
+            except (httpx.HTTPError, RuntimeError) as exc:
+                logger.warning("rollup pass failed: %s; retrying", exc)
+    finally:
+        keeper.close()
+    return 0
