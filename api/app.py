@@ -29,6 +29,7 @@ from api.latest_memory import LatestStore, latest_store_lifespan
 from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.rollups import RollupSource
 from api.routes import (
     dashboard,
     docs,
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         on_drop=lambda reason: app.state.metrics.live_dropped.labels(reason.value).inc(),
     )
     app.state.lifespan_hooks.append(live_feed_lifespan)
+    app.state.rollups = RollupSource(settings.api_rollup_stale_s)  # api.rollups
     if settings.api_latest_from_memory:  # /v1/latest from memory (api.latest_memory)
         app.state.latest_store = LatestStore()
         app.state.lifespan_hooks.append(latest_store_lifespan)

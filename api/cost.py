@@ -31,6 +31,7 @@ from typing import Final
 
 from api.influx import InfluxReader, StatementResult
 from api.queries import count_values, data_edge
+from api.rollups import RollupSource
 from api.series import DERIVED_MAX_READINGS, MAX_POINTS, NS, SeriesPlan, SeriesRequestError
 from sensors.models import format_ts
 from sensors.settings import Settings
@@ -138,11 +139,22 @@ def judge(plan: SeriesPlan, readings: int, span: DataSpan, budget: int) -> None:
 
 
 async def bound_plan(
-    plan: SeriesPlan, reader: InfluxReader, spans: SpanCache, settings: Settings, now_ns: int
+    plan: SeriesPlan,
+    reader: InfluxReader,
+    spans: SpanCache,
+    settings: Settings,
+    now_ns: int,
+    rollups: RollupSource | None = None,
 ) -> SeriesPlan:
-    """Return the plan clipped to the station's data, or raise SeriesRequestError (400)."""
+    """Return the plan clipped to the station's data, or raise SeriesRequestError (400).
+
+    With ``rollups``, the windows they answer are set aside first (api.rollups): only the
+    rest is read raw, and only the rest is counted.
+    """
     span = await spans.get(reader, plan.station_id)
     clipped = clip(plan, span, settings, now_ns)
+    if rollups is not None:
+        clipped = await rollups.assign(clipped, reader, now_ns)
     start, end = clipped.query_window
     if end <= start:
         return clipped

@@ -123,13 +123,24 @@ class SeriesPlan:
     # data (api.cost); None until then, meaning start_ns/end_ns. Equal bounds: nothing to read.
     query_start_ns: int | None = None
     query_end_ns: int | None = None
+    # The part [low, split) answered from rollups (api.rollups), None: none. The raw
+    # statements then cover only what follows it (``query_window``).
+    rollup_window: tuple[int, int] | None = None
 
     @property
-    def query_window(self) -> tuple[int, int]:
-        """Return the statements' time bounds (the requested range unless clipped)."""
+    def clipped_window(self) -> tuple[int, int]:
+        """Return the range clipped to where the station can have data (api.cost)."""
         start = self.start_ns if self.query_start_ns is None else self.query_start_ns
         end = self.end_ns if self.query_end_ns is None else self.query_end_ns
         return start, end
+
+    @property
+    def query_window(self) -> tuple[int, int]:
+        """Return the raw statements' time bounds: the clipped range, after the rollups'."""
+        start, end = self.clipped_window
+        if self.rollup_window is not None:
+            start = max(start, self.rollup_window[1])
+        return start, max(start, end)
 
     @property
     def stored(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from api.cpu import run_cpu
 from api.influx import InfluxReader, StatementResult
 from api.influxql import InfluxQL
 from api.models import AggPoint, RawPoint
+from api.rollups import rollup_statement, rollup_windows
 from api.series import SeriesPlan, plan_statements
 from api.series_table import (
     Windows,
@@ -34,8 +35,10 @@ def aggregate_from_results(
     plan: SeriesPlan,
     stored_results: list[StatementResult],
     derived_results: list[StatementResult],
+    rolled_results: list[StatementResult] | None = None,
 ) -> list[AggPoint]:
-    """Return the aggregated points of a plan from its statements' results (CPU work)."""
+    """Return the aggregated points of a plan from its statements' results (CPU work): the
+    raw statements' windows and, before them, the rollups' (api.rollups)."""
     if not stored_results:  # an empty window: every parameter has no window
         stored_results = [StatementResult() for _ in plan.stored]
     windows: dict[str, Windows] = {
@@ -44,6 +47,9 @@ def aggregate_from_results(
     }
     if derived_results:
         windows |= derived_windows(plan, derived_results[0])
+    if rolled_results:
+        for parameter, rolled in rollup_windows(plan, rolled_results[0]).items():
+            windows[parameter] = rolled | windows.get(parameter, {})
     return aggregate_points(plan, windows)
 
 
@@ -52,11 +58,15 @@ async def fetch_aggregate(
 ) -> list[AggPoint]:
     """Return the points of an aggregated plan."""
     statements, readings = plan_statements(plan)
-    stored_results, derived_results = await asyncio.gather(
+    rolled = [rollup_statement(plan, *plan.rollup_window)] if plan.rollup_window else []
+    stored_results, derived_results, rolled_results = await asyncio.gather(
         run_statements(reader, statements, shared),
         run_statements(reader, [readings] if readings else [], shared),
+        run_statements(reader, rolled, shared),
     )
-    return await run_cpu(aggregate_from_results, plan, stored_results, derived_results)
+    return await run_cpu(
+        aggregate_from_results, plan, stored_results, derived_results, rolled_results
+    )
 
 
 async def fetch_raw(plan: SeriesPlan, reader: InfluxReader, shared: bool = False) -> list[RawPoint]:

@@ -170,9 +170,11 @@ class RollupKeeper:
                 counts[(station_id, ts)] = figures
         return counts
 
-    def dirty_days(self, start_ns: int, end_ns: int) -> set[tuple[str, int]]:
+    def dirty_days(
+        self, start_ns: int, end_ns: int, *, every: bool = False
+    ) -> set[tuple[str, int]]:
         """Return the (station, UTC day) whose raw value counts differ from their rollups
-        (registered stations and parameters only)."""
+        (registered stations and parameters only); with ``every``, each day with data."""
         start_ns = start_ns // HOUR_NS * HOUR_NS
         where = f"WHERE time >= {time_literal(start_ns)} AND time < {time_literal(end_ns)}"
         station = quote_identifier(schema.STATION_TAG)
@@ -203,7 +205,7 @@ class RollupKeeper:
             mine = set(registered.parameters)
             have = {p: n for p, n in raw.get(key, {}).items() if p in mine}
             kept = {p: n for p, n in rolled.get(key, {}).items() if p in mine}
-            if have != kept:
+            if have != kept or (every and have):
                 dirty.add((key[0], key[1] // DAY_NS * DAY_NS))
         return dirty
 
@@ -227,10 +229,11 @@ class RollupKeeper:
         self.write(lines)
         return len(lines)
 
-    def reconcile(self, start_ns: int, end_ns: int) -> int:
-        """Rebuild every day with a changed hour in [start, end); return how many."""
+    def reconcile(self, start_ns: int, end_ns: int, *, every: bool = False) -> int:
+        """Rebuild every day with a changed hour in [start, end) (with ``every``: each day
+        with data); return how many."""
         rebuilt = 0
-        for station_id, day_ns in sorted(self.dirty_days(start_ns, end_ns)):
+        for station_id, day_ns in sorted(self.dirty_days(start_ns, end_ns, every=every)):
             station = self.registry.get(station_id)
             if station is None:
                 continue  # not registered: the API serves nothing of it
@@ -239,13 +242,8 @@ class RollupKeeper:
         return rebuilt
 
     def rebuild(self, start_ns: int, end_ns: int) -> int:
-        """Recompute every registered station's days of [start, end); return how many."""
-        rebuilt = 0
-        for station in self.registry:
-            for day_ns in range(start_ns // DAY_NS * DAY_NS, end_ns, DAY_NS):
-                if self.rebuild_day(station, day_ns):
-                    rebuilt += 1
-        return rebuilt
+        """Recompute every registered station's days with data in [start, end)."""
+        return self.reconcile(start_ns // DAY_NS * DAY_NS, end_ns, every=True)
 
     # --- state --------------------------------------------------------------------------
 

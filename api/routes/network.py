@@ -17,7 +17,8 @@ from api.cost import SpanCache, bound_plan
 from api.cpu import SlicedResponse, run_cpu
 from api.deps import ReaderDep, RegistryDep
 from api.network import NetworkQuery, StationPoints, network_csv, network_json, plan_network
-from api.routes.series import get_settings, get_spans
+from api.rollups import RollupSource
+from api.routes.series import get_rollups, get_settings, get_spans
 from api.series import at_live_edge
 from api.series_run import fetch_aggregate, fetch_raw
 from sensors.models import format_ts
@@ -44,6 +45,7 @@ async def network_series(
     query: Annotated[NetworkQuery, Query()],
     spans: Annotated[SpanCache, Depends(get_spans)],
     settings: Annotated[Settings, Depends(get_settings)],
+    rollups: Annotated[RollupSource | None, Depends(get_rollups)],
 ) -> Response:
     """Return the history of several stations (``stations=`` or ``municipality=``)."""
     now_ns = time.time_ns()
@@ -52,7 +54,9 @@ async def network_series(
     share = settings.model_copy(
         update={"api_max_scan_values": max(1, settings.api_max_scan_values // len(network.plans))}
     )
-    bounded = [await bound_plan(plan, reader, spans, share, now_ns) for plan in network.plans]
+    bounded = [
+        await bound_plan(plan, reader, spans, share, now_ns, rollups) for plan in network.plans
+    ]
     answers: list[StationPoints] = []
     for plan in bounded:
         if plan.interval == "raw":

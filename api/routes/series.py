@@ -23,7 +23,6 @@ statements) in api.cost; rate and concurrency limits in api.limits. Everything C
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -34,9 +33,10 @@ from api.cost import SpanCache, bound_plan
 from api.cpu import SlicedResponse, run_cpu
 from api.deps import ReaderDep, StationDep
 from api.influx import StatementResult
-from api.models import AGG_SERIES_JSON, RAW_SERIES_JSON, AggSeriesOut, RawSeriesOut
+from api.models import AGG_SERIES_JSON, RAW_SERIES_JSON, AggPoint, AggSeriesOut, RawSeriesOut
+from api.rollups import RollupSource
 from api.series import SeriesPlan, SeriesQuery, at_live_edge, plan_series, plan_statements
-from api.series_run import aggregate_from_results, run_statements
+from api.series_run import fetch_aggregate
 from api.series_table import (
     aggregate_csv,
     raw_csv,
@@ -72,12 +72,7 @@ def _render_raw(plan: SeriesPlan, result: StatementResult) -> Response:
     return SlicedResponse(RAW_SERIES_JSON.dump_json(raw_doc), media_type="application/json")
 
 
-def _render_aggregate(
-    plan: SeriesPlan,
-    stored_results: list[StatementResult],
-    derived_results: list[StatementResult],
-) -> Response:
-    points = aggregate_from_results(plan, stored_results, derived_results)
+def _render_aggregate(plan: SeriesPlan, points: list[AggPoint]) -> Response:
     if plan.output == "csv":
         return _csv_response(plan, aggregate_csv(plan, points))
     doc: AggSeriesOut = {
@@ -97,6 +92,12 @@ def get_spans(request: Request) -> SpanCache:
     if spans is None:
         spans = request.app.state.series_spans = SpanCache()
     return spans
+
+
+def get_rollups(request: Request) -> RollupSource | None:
+    """Return the app's rollup source (api.rollups), None when rollups are not read."""
+    rollups: RollupSource | None = getattr(request.app.state, "rollups", None)
+    return rollups
 
 
 def get_settings(request: Request) -> Settings:
@@ -125,21 +126,19 @@ async def series(
     query: Annotated[SeriesQuery, Query()],
     spans: Annotated[SpanCache, Depends(get_spans)],
     settings: Annotated[Settings, Depends(get_settings)],
+    rollups: Annotated[RollupSource | None, Depends(get_rollups)],
 ) -> Response:
     """Return the station's history, raw or aggregated per window."""
     now_ns = time.time_ns()
     query, shared = at_live_edge(query, now_ns, settings.api_cache_ttl_s)
     plan = plan_series(station, query, now_ns=now_ns)
-    plan = await bound_plan(plan, reader, spans, settings, now_ns)
-    statements, readings = plan_statements(plan)
+    plan = await bound_plan(plan, reader, spans, settings, now_ns, rollups)
     if plan.interval == "raw":
+        _, readings = plan_statements(plan)
         if readings is None:
             result = StatementResult()
         else:
             (result,) = await reader.query([readings], cache=shared)
         return await run_cpu(_render_raw, plan, result)
-    stored_results, derived_results = await asyncio.gather(
-        run_statements(reader, statements, shared),
-        run_statements(reader, [readings] if readings else [], shared),
-    )
-    return await run_cpu(_render_aggregate, plan, stored_results, derived_results)
+    points = await fetch_aggregate(plan, reader, shared)
+    return await run_cpu(_render_aggregate, plan, points)

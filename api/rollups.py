@@ -1,0 +1,195 @@
+"""Aggregated series from the rollups Meltemi keeps (sensors.rollups, meltemi.rollup).
+
+When a plan may use them (``RollupSource.assign``):
+- the interval is ``1h``, ``3h``, ``6h`` or ``1d`` (a ``1d`` with a zone whose midnights fall
+  on whole UTC hours, as every European zone's do);
+- ``meltemi rollup`` completed a pass less than ``api_rollup_stale_s`` ago (its
+  ``rollup_state`` point, read at most every ``STATE_TTL_S``);
+- the windows lie after ``from_ns`` (rollups are kept from there) and before the last pass,
+  cut at window boundaries: windows ``[low, split)`` come from rollups, the rest of the range
+  from raw readings exactly as before (api.series ``query_window``). The range's start must be
+  a window boundary, or the range clipped to the station's data (nothing before it).
+
+One statement reads every parameter's fields (``sum`` of counts, sums and vector sums, ``min``
+of minima, ``max`` of maxima per window, ``GROUP BY time()`` with the plan's zone), instead
+of one statement per parameter over every reading. Means are sum / count; a direction's mean
+is the direction of the summed unit vectors (as api.aggregate's vector mean).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Final
+
+from api.aggregate import local_midnights, vector_mean_deg
+from api.influx import InfluxReader, StatementResult
+from api.influxql import (
+    DURATIONS,
+    InfluxQL,
+    quote_identifier,
+    quote_string,
+    time_literal,
+    tz_clause,
+)
+from api.series import INTERVAL_NS, NS, SeriesPlan
+from api.series_table import Windows
+from sensors import schema
+from sensors.catalog import Aggregation
+from sensors.rollups import HOUR_NS, ROLLUP_1D, ROLLUP_1H, ROLLUP_STATE, field, is_circular
+
+ROLLUP_INTERVALS: Final = frozenset({"1h", "3h", "6h", "1d"})
+STATE_TTL_S: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RollupState:
+    """The last completed pass of ``meltemi rollup``: when it started, and kept since when."""
+
+    pass_ns: int
+    from_ns: int
+
+
+def _boundaries(plan: SeriesPlan, start_ns: int, end_ns: int) -> list[int] | None:
+    """Return the window starts from before ``start`` to after ``end`` (zone-aligned days), or
+    None when they do not fall on whole hours."""
+    zone = plan.window_tz
+    if zone is None:
+        return None  # fixed steps: computed arithmetically
+    bounds = local_midnights(start_ns, end_ns + 2 * 86400 * NS, zone).tolist()
+    return bounds if all(b % HOUR_NS == 0 for b in bounds) else []
+
+
+def _align_down(plan: SeriesPlan, ts_ns: int, bounds: list[int] | None) -> int:
+    if bounds is None:
+        step = INTERVAL_NS[plan.interval]
+        return ts_ns // step * step
+    return max((b for b in bounds if b <= ts_ns), default=bounds[0])
+
+
+def rollup_window(
+    plan: SeriesPlan, state: RollupState | None, now_ns: int, stale_s: float
+) -> tuple[int, int] | None:
+    """Return the windows ``[low, split)`` rollups can answer for the plan, or None."""
+    if plan.interval not in ROLLUP_INTERVALS or state is None:
+        return None
+    if now_ns - state.pass_ns > stale_s * NS:
+        return None
+    start, end = plan.clipped_window
+    if end <= start:
+        return None
+    bounds = _boundaries(plan, start, end)
+    if bounds is not None and not bounds:
+        return None  # a zone whose midnights are not on whole hours
+    low = _align_down(plan, start, bounds)
+    if low != start and start == plan.start_ns:
+        return None  # a range starting inside a window: its first window is partial
+    split = _align_down(plan, min(end, state.pass_ns), bounds)
+    if low < state.from_ns or split <= low:
+        return None
+    return low, split
+
+
+def rollup_statement(plan: SeriesPlan, low: int, split: int) -> InfluxQL:
+    """Return the one statement reading every parameter's windows from the rollups."""
+    value_set = "all" if plan.include_suspect else "good"
+    columns = []
+    for parameter in plan.parameters:
+        wanted: set[str] = {"count"}
+        for agg in plan.aggs[parameter]:
+            if agg == "mean":
+                wanted |= {"sin", "cos"} if is_circular(parameter) else {"sum"}
+            elif agg != "count":
+                wanted.add(agg)
+        for stat in sorted(wanted):
+            name = quote_identifier(field(parameter, value_set, stat))
+            function = {"min": "min", "max": "max"}.get(stat, "sum")
+            columns.append(f"{function}({name}) AS {name}")
+    daily_points = plan.interval == "1d" and plan.window_tz is None
+    source = quote_identifier(ROLLUP_1D if daily_points else ROLLUP_1H)
+    group = f"GROUP BY time({DURATIONS[plan.interval]}) fill(none)"
+    if plan.window_tz is not None:
+        group += f" {tz_clause(plan.window_tz)}"
+    return InfluxQL(
+        f"SELECT {', '.join(columns)} FROM {source} "
+        f"WHERE {quote_identifier(schema.STATION_TAG)} = {quote_string(plan.station_id)} "
+        f"AND time >= {time_literal(low)} AND time < {time_literal(split)} {group}"
+    )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def rollup_windows(plan: SeriesPlan, result: StatementResult) -> dict[str, Windows]:
+    """Return each parameter's windows from the rollup statement's result."""
+    value_set = "all" if plan.include_suspect else "good"
+    out: dict[str, Windows] = {p: {} for p in plan.parameters}
+    for series in result.series:
+        at = {name: k for k, name in enumerate(series.columns)}
+        for row in series.values:
+            ts = row[at["time"]]
+            if not isinstance(ts, int):
+                continue
+            for parameter in plan.parameters:
+                cells = {
+                    stat: _number(row[at[name]]) if name in at else None
+                    for stat in ("count", "sum", "min", "max", "sin", "cos")
+                    if (name := field(parameter, value_set, stat))
+                }
+                count = cells["count"]
+                if not count:
+                    continue
+                values: dict[Aggregation, float | int | None] = {}
+                for agg in plan.aggs[parameter]:
+                    if agg == "count":
+                        values[agg] = int(count)
+                    elif agg == "mean" and is_circular(parameter):
+                        sin, cos = cells["sin"], cells["cos"]
+                        values[agg] = vector_mean_deg(
+                            None if sin is None else sin / count,
+                            None if cos is None else cos / count,
+                        )
+                    elif agg == "mean":
+                        total = cells["sum"]
+                        values[agg] = None if total is None else total / count
+                    else:
+                        values[agg] = cells[agg]
+                out[parameter][ts] = values
+    return out
+
+
+class RollupSource:
+    """The last ``rollup_state`` of InfluxDB, read at most every ``STATE_TTL_S``."""
+
+    def __init__(self, stale_s: float) -> None:
+        self.stale_s = stale_s
+        self._state: tuple[float, RollupState | None] | None = None
+
+    async def state(self, reader: InfluxReader) -> RollupState | None:
+        """Return the last pass (cached), None when there is none."""
+        now = time.monotonic()
+        if self._state is not None and now - self._state[0] < STATE_TTL_S:
+            return self._state[1]
+        from_ns = quote_identifier("from_ns")
+        (result,) = await reader.query(
+            [InfluxQL(f"SELECT last({from_ns}) AS {from_ns} FROM {quote_identifier(ROLLUP_STATE)}")]
+        )
+        state = None
+        for series in result.series:
+            for row in series.values:
+                ts, value = row[series.columns.index("time")], row[series.columns.index("from_ns")]
+                if isinstance(ts, int) and isinstance(value, int):
+                    state = RollupState(ts, value)
+        self._state = (now, state)
+        return state
+
+    async def assign(self, plan: SeriesPlan, reader: InfluxReader, now_ns: int) -> SeriesPlan:
+        """Return the plan with the part rollups answer set (``rollup_window``)."""
+        if plan.interval not in ROLLUP_INTERVALS:
+            return plan
+        window = rollup_window(plan, await self.state(reader), now_ns, self.stale_s)
+        return plan if window is None else replace(plan, rollup_window=window)
