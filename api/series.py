@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,7 +29,7 @@ from api.queries import aggregate_series, circular_series, raw_readings
 from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
 from sensors.derived import DERIVED
 from sensors.models import format_ts
-from sensors.registry import Station
+from sensors.registry import DEFAULT_INTERVAL_S, Station
 
 Interval = Literal["raw", "1m", "5m", "10m", "15m", "30m", "1h", "3h", "6h", "1d"]
 INTERVALS: Final[tuple[Interval, ...]] = get_args(Interval)
@@ -126,6 +126,8 @@ class SeriesPlan:
     # The part [low, split) answered from rollups (api.rollups), None: none. The raw
     # statements then cover only what follows it (``query_window``).
     rollup_window: tuple[int, int] | None = None
+    # Seconds between the station's readings: the completeness of windows (api.series_run).
+    interval_s: float = DEFAULT_INTERVAL_S
 
     @property
     def clipped_window(self) -> tuple[int, int]:
@@ -354,6 +356,7 @@ def plan_series(
         include_suspect=query.include_suspect,
         output=output,
         estimated_points=points,
+        interval_s=station.reporting_interval_s,
     )
 
 
@@ -398,6 +401,16 @@ def at_live_edge(query: Q, now_ns: int, ttl_s: float) -> tuple[Q, bool]:
     return query.model_copy(update={"start": start, "end": format_ts(edge)}), True
 
 
+def with_count(aggs: tuple[Aggregation, ...]) -> tuple[Aggregation, ...]:
+    """Return the aggregations plus ``count`` (every window says how many readings it has)."""
+    return aggs if "count" in aggs else (*aggs, "count")
+
+
+def counting(plan: SeriesPlan) -> SeriesPlan:
+    """Return the plan asking every parameter's count too (see ``with_count``)."""
+    return replace(plan, aggs={p: with_count(aggs) for p, aggs in plan.aggs.items()})
+
+
 def plan_statements(plan: SeriesPlan) -> tuple[list[InfluxQL], InfluxQL | None]:
     """Return the stored parameters' statements and the raw-readings statement, if any.
 
@@ -415,7 +428,7 @@ def plan_statements(plan: SeriesPlan) -> tuple[list[InfluxQL], InfluxQL | None]:
         return [], raw_readings(plan.station_id, wanted, limit=MAX_POINTS + 1, **window)
     statements = []
     for parameter in plan.stored:
-        aggs = plan.aggs[parameter]
+        aggs = with_count(plan.aggs[parameter])  # counts: each window's completeness
         build = (
             circular_series if CATALOG[parameter].circular and "mean" in aggs else aggregate_series
         )

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+from api.aggregate import local_midnights
 from api.cpu import run_cpu
 from api.influx import InfluxReader, StatementResult
 from api.influxql import InfluxQL
 from api.models import AggPoint, RawPoint
 from api.rollups import rollup_statement, rollup_windows
-from api.series import SeriesPlan, plan_statements
+from api.series import INTERVAL_NS, NS, SeriesPlan, counting, plan_statements
 from api.series_table import (
     Windows,
     aggregate_points,
@@ -41,16 +42,44 @@ def aggregate_from_results(
     raw statements' windows and, before them, the rollups' (api.rollups)."""
     if not stored_results:  # an empty window: every parameter has no window
         stored_results = [StatementResult() for _ in plan.stored]
+    counted = counting(plan)
     windows: dict[str, Windows] = {
         parameter: stored_windows(parameter, result)
         for parameter, result in zip(plan.stored, stored_results, strict=True)
     }
     if derived_results:
-        windows |= derived_windows(plan, derived_results[0])
+        windows |= derived_windows(counted, derived_results[0])
     if rolled_results:
-        for parameter, rolled in rollup_windows(plan, rolled_results[0]).items():
+        for parameter, rolled in rollup_windows(counted, rolled_results[0]).items():
             windows[parameter] = rolled | windows.get(parameter, {})
-    return aggregate_points(plan, windows)
+    points = aggregate_points(plan, windows)
+    add_completeness(plan, windows, points)
+    return points
+
+
+def window_end_ns(plan: SeriesPlan, start_ns: int) -> int:
+    """Return the end of the window starting at ``start_ns``."""
+    zone = plan.window_tz
+    if zone is None:
+        return start_ns + INTERVAL_NS[plan.interval]
+    return int(local_midnights(start_ns, start_ns + 26 * 3600 * NS, zone)[1])
+
+
+def add_completeness(plan: SeriesPlan, windows: dict[str, Windows], points: list[AggPoint]) -> None:
+    """Give each point its completeness: the readings of each parameter present in the window
+    and the number expected from the station's reporting interval over the window's part
+    inside the requested range (at least 1)."""
+    order = sorted({ts for p in plan.parameters for ts in windows.get(p, {})})
+    for ts, point in zip(order, points, strict=True):
+        low = max(ts, plan.start_ns)
+        high = min(window_end_ns(plan, ts), plan.end_ns)
+        expected = max(1, round((high - low) / NS / plan.interval_s))
+        present = {
+            p: int(count)
+            for p in plan.parameters
+            if isinstance(count := windows.get(p, {}).get(ts, {}).get("count"), int | float)
+        }
+        point["completeness"] = {"expected": expected, "present": present}
 
 
 async def fetch_aggregate(

@@ -136,9 +136,9 @@ def test_vector_mean_of_wind_direction_as_the_single_route(api):
     window = {"start": START, "end": END, "parameters": "wind_direction", "interval": "3h"}
     network = api.get("/v1/series", stations=FULL, **window).json()
     single = api.get(f"/v1/stations/{FULL}/series", **window).json()
-    assert [{"time": p["time"], "values": p["values"]} for p in network["points"]] == single[
-        "points"
-    ]
+    assert [{k: v for k, v in p.items() if k != "station"} for p in network["points"]] == (
+        single["points"]
+    )
     assert len(single["points"]) == 16
 
 
@@ -239,3 +239,31 @@ def test_refusals(api, params, message):
     response = api.get("/v1/series", **params)
     assert response.status_code == 400, response.text
     assert message in response.json()["detail"]
+
+
+def test_windows_carry_their_completeness(api, seeded, tmp_path):
+    # THIN reports every 3 minutes; registered with interval_s = 180 its hours expect 20.
+    text = (api.app.state.settings.stations_file).read_text()
+    registry = tmp_path / "stations.toml"
+    registry.write_text(text.replace(f'id = "{THIN}"\n', f'id = "{THIN}"\ninterval_s = 180\n'))
+    settings = api.app.state.settings.model_copy(update={"stations_file": registry})
+    window = {"start": START, "end": END, "parameters": "air_temperature", "interval": "1h"}
+    with serve(settings) as other:
+        body = other.get("/v1/series", stations=f"{FULL},{THIN}", **window).json()
+        half = other.get(
+            f"/v1/stations/{THIN}/series",
+            **{**window, "start": format_ts((FULL_START_S + 1800) * NS)},
+        ).json()
+    data = seeded[THIN]
+    good = data.good["air_temperature"] & np.isfinite(data.values["air_temperature"])
+    hours = data.ts_ns // (3600 * NS) * 3600 * NS
+    for point in body["points"]:
+        window_ns = int(np.datetime64(point["time"].rstrip("Z"), "ns").astype(np.int64))
+        expected = 20 if point["station"] == THIN else 360  # FULL: the default 10 s
+        assert point["completeness"]["expected"] == expected
+        if point["station"] == THIN:
+            present = int(np.sum(good & (hours == window_ns)))
+            assert point["completeness"]["present"] == {"air_temperature": present}
+    # A window cut by the range expects only its part inside it.
+    assert half["points"][0]["completeness"]["expected"] == 10
+    assert half["points"][1]["completeness"]["expected"] == 20
