@@ -8,7 +8,8 @@ When a plan may use them (``RollupSource.assign``):
 - the windows lie after ``from_ns`` (rollups are kept from there) and before the last pass,
   cut at window boundaries: windows ``[low, split)`` come from rollups, the rest of the range
   from raw readings exactly as before (api.series ``query_window``). The range's start must be
-  a window boundary, or the range clipped to the station's data (nothing before it).
+  a window boundary, or the range clipped to the station's data (nothing before it);
+  otherwise its first, partial window (the "head") is read raw too.
 
 One statement reads every parameter's fields (``sum`` of counts, sums and vector sums, ``min``
 of minima, ``max`` of maxima per window, ``GROUP BY time()`` with the plan's zone), instead
@@ -68,6 +69,15 @@ def _align_down(plan: SeriesPlan, ts_ns: int, bounds: list[int] | None) -> int:
     return max((b for b in bounds if b <= ts_ns), default=bounds[0])
 
 
+def _align_up(plan: SeriesPlan, ts_ns: int, bounds: list[int] | None) -> int:
+    down = _align_down(plan, ts_ns, bounds)
+    if down == ts_ns:
+        return ts_ns
+    if bounds is None:
+        return down + INTERVAL_NS[plan.interval]
+    return min(b for b in bounds if b > ts_ns)
+
+
 def rollup_window(
     plan: SeriesPlan, state: RollupState | None, now_ns: int, stale_s: float
 ) -> tuple[int, int] | None:
@@ -84,7 +94,9 @@ def rollup_window(
         return None  # a zone whose midnights are not on whole hours
     low = _align_down(plan, start, bounds)
     if low != start and start == plan.start_ns:
-        return None  # a range starting inside a window: its first window is partial
+        # The range starts inside a window: that partial window is read raw (the "head",
+        # api.series_run), rollups from the next window on.
+        low = _align_up(plan, start, bounds)
     split = _align_down(plan, min(end, state.pass_ns), bounds)
     if low < state.from_ns or split <= low:
         return None

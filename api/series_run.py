@@ -8,6 +8,7 @@ stations, ``/v1/export``'s aggregated slices). The numpy and row work runs in a 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from api.aggregate import local_midnights
 from api.cpu import run_cpu
@@ -37,24 +38,40 @@ def aggregate_from_results(
     stored_results: list[StatementResult],
     derived_results: list[StatementResult],
     rolled_results: list[StatementResult] | None = None,
+    head_results: tuple[list[StatementResult], list[StatementResult]] | None = None,
 ) -> list[AggPoint]:
     """Return the aggregated points of a plan from its statements' results (CPU work): the
     raw statements' windows and, before them, the rollups' (api.rollups)."""
     if not stored_results:  # an empty window: every parameter has no window
         stored_results = [StatementResult() for _ in plan.stored]
     counted = counting(plan)
+    windows = _windows_of(plan, stored_results, derived_results)
+    if rolled_results:
+        for parameter, rolled in rollup_windows(counted, rolled_results[0]).items():
+            windows[parameter] = rolled | windows.get(parameter, {})
+    if head_results is not None:
+        head = head_plan(plan)
+        assert head is not None
+        for parameter, first in _windows_of(head, *head_results).items():
+            windows[parameter] = first | windows.get(parameter, {})
+    points = aggregate_points(plan, windows)
+    add_completeness(plan, windows, points)
+    return points
+
+
+def _windows_of(
+    plan: SeriesPlan, stored_results: list[StatementResult], derived_results: list[StatementResult]
+) -> dict[str, Windows]:
+    """Return the windows of the raw statements' results (counts included)."""
+    if not stored_results:  # an empty window: every parameter has no window
+        stored_results = [StatementResult() for _ in plan.stored]
     windows: dict[str, Windows] = {
         parameter: stored_windows(parameter, result)
         for parameter, result in zip(plan.stored, stored_results, strict=True)
     }
     if derived_results:
-        windows |= derived_windows(counted, derived_results[0])
-    if rolled_results:
-        for parameter, rolled in rollup_windows(counted, rolled_results[0]).items():
-            windows[parameter] = rolled | windows.get(parameter, {})
-    points = aggregate_points(plan, windows)
-    add_completeness(plan, windows, points)
-    return points
+        windows |= derived_windows(counting(plan), derived_results[0])
+    return windows
 
 
 def window_end_ns(plan: SeriesPlan, start_ns: int) -> int:
@@ -88,14 +105,35 @@ async def fetch_aggregate(
     """Return the points of an aggregated plan."""
     statements, readings = plan_statements(plan)
     rolled = [rollup_statement(plan, *plan.rollup_window)] if plan.rollup_window else []
-    stored_results, derived_results, rolled_results = await asyncio.gather(
+    head = head_plan(plan)
+    head_statements, head_readings = plan_statements(head) if head else ([], None)
+    results = await asyncio.gather(
         run_statements(reader, statements, shared),
         run_statements(reader, [readings] if readings else [], shared),
         run_statements(reader, rolled, shared),
+        run_statements(reader, head_statements, shared),
+        run_statements(reader, [head_readings] if head_readings else [], shared),
     )
+    stored_results, derived_results, rolled_results, head_stored, head_derived = results
     return await run_cpu(
-        aggregate_from_results, plan, stored_results, derived_results, rolled_results
+        aggregate_from_results,
+        plan,
+        stored_results,
+        derived_results,
+        rolled_results,
+        (head_stored, head_derived) if head else None,
     )
+
+
+def head_plan(plan: SeriesPlan) -> SeriesPlan | None:
+    """Return the raw plan of the partial first window before the rollups' (api.rollups)."""
+    if plan.rollup_window is None:
+        return None
+    start, _ = plan.clipped_window
+    low = plan.rollup_window[0]
+    if start >= low:
+        return None
+    return replace(plan, rollup_window=None, query_start_ns=start, query_end_ns=low)
 
 
 async def fetch_raw(plan: SeriesPlan, reader: InfluxReader, shared: bool = False) -> list[RawPoint]:

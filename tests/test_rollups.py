@@ -123,6 +123,7 @@ CASES = [
     {"interval": "1h", "agg": "sum,count", "parameters": "air_temperature,pm2_5,dew_point"},
     {"interval": "3h", "agg": "mean,min,max,count", "include_suspect": "true"},
     {"interval": "6h"},
+    {"interval": "6h", "start": format_ts((START_S + 5400) * NS)},  # first window raw
     {"interval": "1d", "agg": "mean,max,count"},
     {  # local days: from an Athens midnight (UTC+2 in winter)
         "interval": "1d",
