@@ -106,7 +106,11 @@ def rollup_window(
 def rollup_statement(plan: SeriesPlan, low: int, split: int) -> InfluxQL:
     """Return the one statement reading every parameter's windows from the rollups."""
     value_set = "all" if plan.include_suspect else "good"
-    columns = []
+    daily_points = plan.interval == "1d" and plan.window_tz is None
+    source = quote_identifier(ROLLUP_1D if daily_points else ROLLUP_1H)
+    # Hours from hourly points and UTC days from daily points are the points themselves.
+    plain = plan.interval == "1h" or daily_points
+    columns: list[str] = []
     for parameter in plan.parameters:
         wanted: set[str] = {"count"}
         for agg in plan.aggs[parameter]:
@@ -116,17 +120,18 @@ def rollup_statement(plan: SeriesPlan, low: int, split: int) -> InfluxQL:
                 wanted.add(agg)
         for stat in sorted(wanted):
             name = quote_identifier(field(parameter, value_set, stat))
-            function = {"min": "min", "max": "max"}.get(stat, "sum")
-            columns.append(f"{function}({name}) AS {name}")
-    daily_points = plan.interval == "1d" and plan.window_tz is None
-    source = quote_identifier(ROLLUP_1D if daily_points else ROLLUP_1H)
-    group = f"GROUP BY time({DURATIONS[plan.interval]}) fill(none)"
+            if plain:
+                columns.append(name)
+            else:
+                function = {"min": "min", "max": "max"}.get(stat, "sum")
+                columns.append(f"{function}({name}) AS {name}")
+    group = "" if plain else f" GROUP BY time({DURATIONS[plan.interval]}) fill(none)"
     if plan.window_tz is not None:
         group += f" {tz_clause(plan.window_tz)}"
     return InfluxQL(
         f"SELECT {', '.join(columns)} FROM {source} "
         f"WHERE {quote_identifier(schema.STATION_TAG)} = {quote_string(plan.station_id)} "
-        f"AND time >= {time_literal(low)} AND time < {time_literal(split)} {group}"
+        f"AND time >= {time_literal(low)} AND time < {time_literal(split)}{group}"
     )
 
 

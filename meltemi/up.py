@@ -1,9 +1,10 @@
 """``meltemi up``: the whole platform in one foreground process group (CONTRACT §1).
 
 Embedded Mosquitto and InfluxDB under ``MELTEMI_DATA_DIR``, then the ingester, the rollup
-keeper (``meltemi rollup run``), the API and the simulated station network as child processes. SIGINT or SIGTERM stops them in the order that
-loses nothing: stations first (they flush and say offline), then the ingester (it drains,
-writes and acknowledges), the API, and last the services themselves.
+keeper (``meltemi rollup run``), the API and the simulated station network as child processes.
+SIGINT or SIGTERM stops them in the order that loses nothing: stations first (they flush and
+say offline), then the API, the rollups, the ingester (it drains, writes and acknowledges), and
+last the services themselves.
 """
 
 from __future__ import annotations
