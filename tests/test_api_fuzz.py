@@ -49,7 +49,13 @@ REDIRECT = 307
 SCALE = int(os.environ.get("API_FUZZ_SCALE", "1"))
 CASES = {
     name: SCALE * count
-    for name, count in {"series": 5000, "station": 1500, "stream": 1500, "plain": 2000}.items()
+    for name, count in {
+        "series": 4000,
+        "network": 1000,  # /v1/series and /v1/export (api.network, api.export)
+        "station": 1500,
+        "stream": 1500,
+        "plain": 2000,
+    }.items()
 }
 BATCH = 10
 STATIONS = [FULL, LIVE, QUIET, THIN]
@@ -61,6 +67,8 @@ ROUTES = {
     "/v1/stations/{station_id}/latest",
     "/v1/stations/{station_id}/series",
     "/v1/stream",
+    "/v1/series",
+    "/v1/export",
 }
 
 # Any text a URL can carry (no surrogates: they cannot be encoded at all).
@@ -136,6 +144,19 @@ SERIES_PARAMS = st.fixed_dictionaries(
         "tz": _maybe(st.sampled_from(["UTC", "Europe/Athens", "America/New_York", "Mars/Base"])),
         "include_suspect": _maybe(st.sampled_from(["true", "false", "1", "0", "yes", "maybe"])),
         "format": _maybe(st.sampled_from(["json", "csv", "xml"])),
+    }
+)
+NETWORK_PARAMS = st.fixed_dictionaries(
+    {
+        "stations": st.one_of(
+            st.none(),
+            st.sampled_from([FULL, f"{FULL},{THIN}", f"{THIN},{QUIET}", f"{FULL},nope", ","]),
+            TEXT,
+        ),
+        "municipality": st.one_of(st.none(), st.none(), st.sampled_from(["Elefsina"]), TEXT),
+        "layout": _maybe(st.sampled_from(["long", "wide", "tall"])),
+        "cursor": st.one_of(st.none(), st.none(), st.none(), TEXT),
+        "page_size": _maybe(st.sampled_from(["1", "100", "100000", "0", "1e3"])),
     }
 )
 VALID_IDS = st.sampled_from([*STATIONS, "apitest-ghost", "nope"])
@@ -241,6 +262,30 @@ def test_fuzz_series_parameters(fuzz_api, witness):
     assert sum(tally.codes.values()) == CASES["series"]
     assert tally.codes.get(200, 0) >= 300  # the valid space is really exercised
     assert tally.codes.get(400, 0) >= 1000
+    assert not [code for code in tally.codes if code >= 500]
+
+
+def test_fuzz_network_and_export_parameters(fuzz_api, witness):
+    tally = Tally()
+    path = st.sampled_from(["/v1/series", "/v1/export"])
+    formats = st.sampled_from(["json", "csv", "ndjson", "xml"])
+
+    @_settings(CASES["network"])
+    @given(
+        st.lists(
+            st.tuples(path, SERIES_PARAMS, NETWORK_PARAMS, _maybe(formats)),
+            min_size=BATCH,
+            max_size=BATCH,
+        )
+    )
+    def case(batch: list[tuple[str, dict[str, Any], dict[str, Any], str | None]]) -> None:
+        for route, series, network, output in batch:
+            _check(fuzz_api, route, {**series, **network, "format": output}, tally, witness)
+
+    case()
+    assert sum(tally.codes.values()) == CASES["network"]
+    assert tally.codes.get(200, 0) >= 50  # the valid space is really exercised
+    assert tally.codes.get(400, 0) >= 200
     assert not [code for code in tally.codes if code >= 500]
 
 
