@@ -122,7 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         on_drop=lambda reason: app.state.metrics.live_dropped.labels(reason.value).inc(),
     )
     app.state.lifespan_hooks.append(live_feed_lifespan)
-    app.state.rollups = RollupSource(settings.api_rollup_stale_s)  # api.rollups
+    app.state.rollups = RollupSource(settings.api_rollup_stale_s, app.state.live_feed)
     if settings.api_latest_from_memory:  # /v1/latest from memory (api.latest_memory)
         app.state.latest_store = LatestStore()
         app.state.lifespan_hooks.append(latest_store_lifespan)

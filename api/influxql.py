@@ -35,7 +35,7 @@ _SCHEMA_FIELDS: Final = frozenset(
     | {schema.qc_field(p) for p in PARAMETER_IDS}
     | {schema.check_field(p) for p in PARAMETER_IDS}
     | ALL_FIELDS  # sensors.rollups
-    | {"from_ns"}
+    | {"from_ns", "pass_ns", "deep_ns"}
 )
 ALLOWED_IDENTIFIERS: Final = MEASUREMENTS | _SCHEMA_FIELDS
 

@@ -171,12 +171,12 @@ async def latest_store_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """
     store: LatestStore = app.state.latest_store
     feed: LiveFeed = app.state.live_feed
-    feed.on_reading = store.offer_entry
+    feed.listeners.append(store.offer_entry)
     task = asyncio.create_task(_seed_when_subscribed(store, app), name="latest-seed")
     try:
         yield
     finally:
-        feed.on_reading = None
+        feed.listeners.remove(store.offer_entry)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -336,11 +336,13 @@ class LiveFeed:
         self.client_id = f"meltemi-api-live-{uuid.uuid4().hex[:12]}"  # unique per process
         self.ignored_messages = 0
         self.statuses: dict[str, str] = {}  # station -> its last status event's JSON
-        # Each accepted, re-checked entry is also handed to this (on the event loop), e.g.
-        # api.latest_memory's store; ``gaps`` counts the moments entries may have been missed
-        # (each (re)subscription, each intake overflow), so a consumer knows when to re-read.
-        self.on_reading: Callable[[LatestEntry], object] | None = None
+        # Each accepted, re-checked entry is also handed to these (on the event loop):
+        # api.latest_memory's store, api.rollups' late arrivals. ``gaps`` counts the moments
+        # entries may have been missed (each (re)subscription, each intake overflow), the last
+        # at ``last_gap_ns`` (wall clock), so a consumer knows when to re-read.
+        self.listeners: list[Callable[[LatestEntry], object]] = []
         self.gaps = 0
+        self.last_gap_ns = time.time_ns()
         # The broker's last refusal (CONNACK or SUBACK failure), None once subscribed; /health
         # reports the feed down while it is set, and the log says why.
         self.last_refusal: str | None = None
@@ -483,6 +485,7 @@ class LiveFeed:
 
     def _count_gap(self) -> None:
         # Called on paho's thread; the counter is only ever compared for equality.
+        self.last_gap_ns = time.time_ns()
         self.gaps += 1
 
     def _count_drop(self, reason: LiveDrop, topic: str) -> None:
@@ -555,8 +558,9 @@ class LiveFeed:
         while True:
             item = await self._intake.get()
             try:
-                if item.entry is not None and self.on_reading is not None:
-                    self.on_reading(item.entry)
+                if item.entry is not None:
+                    for listener in self.listeners:
+                        listener(item.entry)
                 self.hub.publish(item.kind, item.station, item.data)
                 if item.kind == "status":
                     self.statuses[item.station] = item.data

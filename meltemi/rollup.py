@@ -15,9 +15,11 @@ needs no broker identity, misses nothing while it was down, and works the same o
 every ``rollup_deep_interval_s`` (a station's spool replaying a day of readings is in within
 minutes). ``meltemi rollup rebuild [--days N]`` recomputes every day of the range at once.
 
-After each pass it writes one ``rollup_state`` point: its time is when the pass started and
-``from_ns`` the oldest instant rollups are kept from. The API (api.rollups) reads rollups only
-for windows before that time and after ``from_ns``, and only while the state is fresh; the rest
+After each pass it writes one ``rollup_state`` point: ``pass_ns`` (its time) when the pass
+started, ``deep_ns`` when the last completed whole-horizon pass started, ``from_ns`` the oldest
+instant rollups are kept from. The API (api.rollups) reads rollups only for windows before
+``pass_ns`` and after ``from_ns``, only while the state is fresh, and never for an hour into
+which it saw (on its live feed) a reading arrive that the passes cannot have seen yet; the rest
 of a request is answered from raw readings as before.
 """
 
@@ -260,14 +262,15 @@ class RollupKeeper:
                     return value
         return None
 
-    def write_state(self, pass_started_ns: int, from_ns: int) -> None:
+    def write_state(self, pass_started_ns: int, from_ns: int, deep_ns: int) -> None:
         """Record a completed pass (see the module docstring)."""
-        self.write([f"{ROLLUP_STATE} from_ns={int(from_ns)}i {int(pass_started_ns)}"])
+        fields = f"pass_ns={int(pass_started_ns)}i,from_ns={int(from_ns)}i,deep_ns={int(deep_ns)}i"
+        self.write([f"{ROLLUP_STATE} {fields} {int(pass_started_ns)}"])
 
-    def run_pass(self, start_ns: int, now_ns: int, from_ns: int) -> PassResult:
+    def run_pass(self, start_ns: int, now_ns: int, from_ns: int, deep_ns: int) -> PassResult:
         """Reconcile [start, now) and record the pass."""
         rebuilt = self.reconcile(start_ns, now_ns + HOUR_NS)
-        self.write_state(now_ns, from_ns)
+        self.write_state(now_ns, from_ns, deep_ns)
         return PassResult(now_ns, rebuilt)
 
 
@@ -287,7 +290,7 @@ def rebuild(settings: Settings, days: float | None) -> int:
         )
         rebuilt = keeper.rebuild(start_ns, now_ns)
         known = keeper.read_from_ns()
-        keeper.write_state(now_ns, start_ns if known is None else min(known, start_ns))
+        keeper.write_state(now_ns, start_ns if known is None else min(known, start_ns), now_ns)
         logger.info("rollups rebuilt: %d station-days from %d", rebuilt, start_ns)
         return 0
     finally:
@@ -316,6 +319,7 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     keeper = RollupKeeper(settings)
+    deep_ns = 0  # when the last completed deep pass started (none yet)
     try:
         for now_ns, deep in _passes(settings, stop):
             try:
@@ -327,7 +331,9 @@ def run(settings: Settings) -> int:
                 else:
                     start = now_ns - int(settings.rollup_recent_hours * HOUR_NS)
                     from_ns = known if known is not None else now_ns + DAY_NS
-                result = keeper.run_pass(start, now_ns, from_ns)
+                result = keeper.run_pass(start, now_ns, from_ns, now_ns if deep else deep_ns)
+                if deep:
+                    deep_ns = now_ns
                 logger.info(
                     "rollup pass (%s): %d station-days rebuilt",
                     "deep" if deep else "recent",

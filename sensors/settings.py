@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     # `meltemi rollup run` (meltemi.rollup): a pass over the last rollup_recent_hours every
     # rollup_interval_s, over the whole back-fill horizon every rollup_deep_interval_s.
     rollup_interval_s: float = Field(10.0, gt=0, le=3600)
-    rollup_recent_hours: float = Field(3.0, gt=0, le=48)
+    rollup_recent_hours: float = Field(3.0, ge=2, le=48)  # >= 2: api.rollups' late-arrival rule
     rollup_deep_interval_s: float = Field(600.0, gt=0, le=86_400)
     # The API reads rollups while the last pass is at most this old (api.rollups).
     api_rollup_stale_s: float = Field(120.0, gt=0)

@@ -8,6 +8,7 @@ seeded values. ``meltemi rollup run`` then keeps them right under late and repla
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from sensors import schema
 from sensors.derived import compute_derived
 from sensors.models import format_ts
 from sensors.settings import Settings
+from sensors.topics import accepted_topic
 from tests.api_fixtures import (
     FULL,
     NS,
@@ -35,7 +37,7 @@ from tests.api_fixtures import (
     query_log_count,
     serve,
 )
-from tests.helpers import settings_env, wait_for, write_lines
+from tests.helpers import mosquitto_pub, settings_env, wait_for, write_lines
 
 PARAMS = ["air_temperature", "relative_humidity", "wind_direction", "pm2_5"]
 DAY_S = 86400
@@ -64,7 +66,8 @@ def settings_rollups(influx: InfluxDB, broker: Mosquitto, data, tmp_path_factory
 def apis(settings_rollups: Settings) -> Iterator[tuple[ApiThread, ApiThread]]:
     """Two APIs: one reading rollups, one never (their state is always stale for it)."""
     raw_only = settings_rollups.model_copy(update={"api_rollup_stale_s": 1e-6})
-    with serve(settings_rollups) as rolled, serve(raw_only) as raw:
+    # The live feed subscribed before any rollup pass: no arrival it missed can be stale.
+    with serve(settings_rollups, wait_feed=True) as rolled, serve(raw_only) as raw:
         yield rolled, raw
 
 
@@ -196,6 +199,58 @@ def test_vector_mean_of_wind_direction_from_rollups(apis):
     assert len(means) == 3
     # Seeded around north (350 and 10 degrees): the vector mean is near 0/360, never ~180.
     assert all(min(m, 360 - m) < 15 for m in means)
+
+
+def test_an_arrival_no_pass_has_seen_is_read_raw(apis, settings_rollups, influx, broker):
+    # No worker runs: the rollups stay as they are. A late reading stored for an old hour and
+    # seen on the API's live feed makes that hour (and what follows) raw, so it is served.
+    rolled, raw = apis
+    _rollup_cli(settings_rollups, "rebuild", "--days", "5")
+    hour_s = START_S + 2 * DAY_S + 10 * 3600
+    window = {
+        "parameters": "air_temperature",
+        "start": START,
+        "end": END,
+        "interval": "3h",
+        "agg": "max,count",
+    }
+    label = format_ts((hour_s - 3600) * NS)  # the 3-hour window holding that hour
+    ts = (hour_s + 30) * NS
+    write_lines(
+        influx.url,
+        settings_rollups.influx_db,
+        [
+            f"{schema.READINGS},{schema.STATION_TAG}={FULL} air_temperature=44.25,"
+            f'air_temperature_qc="good",air_temperature_check="" {ts}'
+        ],
+    )
+    stale = _served(
+        rolled.get(f"/v1/stations/{FULL}/series", **window).json(), "air_temperature", "max"
+    )
+    assert stale[label] < 44.25  # stored, but not in the rollups, and the API did not see it
+    entry = {
+        "station": FULL,
+        "ts": format_ts(ts),
+        "values": {"air_temperature": 44.25},
+        "qc": {"air_temperature": "good"},
+    }
+    mosquitto_pub(broker.port, accepted_topic(FULL), json.dumps([entry]).encode(), 0)
+
+    def served() -> dict[str, float]:
+        body = rolled.get(f"/v1/stations/{FULL}/series", **window).json()
+        return _served(body, "air_temperature", "max")
+
+    wait_for(lambda: served().get(label) == 44.25, 20, message="the hour read raw")
+    marker = f"FROM {settings_rollups.influx_db}.autogen.rollup_1"
+    before = query_log_count(influx, marker)
+    fast = rolled.get(f"/v1/stations/{FULL}/series", **window).json()
+    assert query_log_count(influx, marker) == before + 1  # the earlier windows: rollups
+    slow = raw.get(f"/v1/stations/{FULL}/series", **window).json()
+    assert _close(fast["points"], slow["points"])
+    # A pass over the whole horizon sees it: rollups again, with the late value in them.
+    _rollup_cli(settings_rollups, "rebuild", "--days", "5")
+    again = rolled.get(f"/v1/stations/{FULL}/series", **window).json()
+    assert _close(again["points"], slow["points"])
 
 
 def _late_lines(hour_s: int, temperature: float, count: int) -> list[str]:
