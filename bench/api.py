@@ -228,10 +228,6 @@ def main(argv: list[str]) -> int:
                 MELTEMI_API_RATE_PER_S="0",
                 MELTEMI_API_CACHE_TTL_S="0",
             )
-            started = time.perf_counter()
-            command = [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "rollup"]
-            subprocess.run([*command, "rebuild", "--days", str(YEAR_DAYS + 1)], env=env, check=True)
-            print(f"rollups rebuilt in {time.perf_counter() - started:.1f} s", flush=True)
             api = ManagedProcess(
                 "api",
                 [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "api"],
@@ -250,6 +246,11 @@ def main(argv: list[str]) -> int:
             api.wait_until(answers)
             # /v1/latest is served from memory once the live feed has subscribed and seeded.
             api.wait_until(lambda: client.get("/health").json().get("mqtt") is True)
+            # Rollups are read only after a deep pass that started once the feed subscribed.
+            started = time.perf_counter()
+            command = [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "rollup"]
+            subprocess.run([*command, "rebuild", "--days", str(YEAR_DAYS + 1)], env=env, check=True)
+            print(f"rollups rebuilt in {time.perf_counter() - started:.1f} s", flush=True)
 
             def get(path: str, **params: str) -> Callable[[], object]:
                 def call() -> object:
