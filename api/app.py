@@ -31,15 +31,20 @@ from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.rollups import RollupSource
 from api.routes import (
+    alerts,
+    catalog,
     dashboard,
     docs,
     export,
+    fire_weather,
     health,
     latest,
     metrics,
     network,
     parameters,
     series,
+    sta,
+    station_health,
     stations,
     stream,
 )
@@ -71,7 +76,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
-    for module in (health, metrics, parameters, stations, latest, series, network, export, stream):
+    for module in (
+        health,
+        metrics,
+        parameters,
+        stations,
+        latest,
+        series,
+        network,  # issue 11: /v1/series over many stations
+        export,  # issue 11: /v1/export
+        stream,
+        station_health,
+        sta,
+        catalog,
+    ):
+        app.include_router(module.router)
+    for module in (fire_weather, alerts):  # issue 10 (helper "civil")
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:

@@ -44,7 +44,6 @@ from pydantic import Field
 
 from api.aggregate import local_midnights
 from api.influx import SeriesOut, StatementResult, StreamCheck
-from api.latest import DERIVED_DECIMALS
 from api.models import AggPoint, RawPoint
 from api.network import NetworkQuery
 from api.series import (
@@ -57,7 +56,7 @@ from api.series import (
 )
 from api.series_table import ReadingArrays, format_times, raw_points
 from sensors import schema
-from sensors.derived import DERIVED, compute_derived
+from sensors.derived import DERIVED, derive
 
 FORMATS: Final = ("csv", "ndjson", "json")
 SLICE_WINDOWS: Final = 10_000  # windows of one aggregated slice (stored parameters only)
@@ -128,6 +127,18 @@ def resume_plans(plans: tuple[SeriesPlan, ...], resume: Resume | None) -> list[S
     if not first.start_ns <= resume.start_ns <= first.end_ns:
         raise SeriesRequestError("cursor: not a cursor this API gave out")
     return [dataclasses.replace(first, start_ns=resume.start_ns), *plans[resume.station + 1 :]]
+
+
+def check_raw_derived(plan: SeriesPlan) -> None:
+    """Refuse (400) a raw export of a derived parameter defined on hourly or daily means."""
+    if plan.interval != "raw":
+        return
+    means = [p for p in plan.derived if DERIVED[p].hourly or DERIVED[p].daily]
+    if means:
+        raise SeriesRequestError(
+            f"{', '.join(means)}: defined on hourly or daily means, not per reading; "
+            "choose an interval of 1h (or 1d)"
+        )
 
 
 def next_window_ns(plan: SeriesPlan, label_ns: int) -> int:
@@ -272,11 +283,11 @@ def raw_csv_text(plan: SeriesPlan, result: StatementResult, with_qc: bool) -> tu
     flags: dict[str, list[str]] = {}
     checks: dict[str, list[str]] = {}
     inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
-    computed = compute_derived(inputs) if plan.derived else {}
+    computed = derive(inputs, readings.good, plan.derived) if plan.derived else {}
     for parameter in plan.parameters:
         if parameter in computed:
-            column = np.round(computed[parameter], DERIVED_DECIMALS)
-            good = np.logical_and.reduce([readings.good[i] for i in DERIVED[parameter].inputs])
+            column = computed[parameter].rounded()
+            good = computed[parameter].good
         else:
             column = readings.usable(parameter, plan.include_suspect)
             good = readings.good[parameter]

@@ -40,6 +40,7 @@ _FIELD_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _GAUGES: Final = {
     "spool_depth": "lines waiting in the ingester's spool",
     "seq_missing": "seq numbers still missing",
+    "quarantine_records": "records in the quarantine retention policy (periodic count)",
 }
 _LATENCY_SUM: Final = "write_latency_sum_s"
 _LATENCY_COUNT: Final = "write_latency_count"

@@ -44,7 +44,15 @@ from sensors import schema
 from sensors.catalog import Aggregation
 from sensors.models import parse_ts_ns
 from sensors.outbound import LatestEntry
-from sensors.rollups import HOUR_NS, ROLLUP_1D, ROLLUP_1H, ROLLUP_STATE, field, is_circular
+from sensors.rollups import (
+    HOUR_NS,
+    ROLLED,
+    ROLLUP_1D,
+    ROLLUP_1H,
+    ROLLUP_STATE,
+    field,
+    is_circular,
+)
 
 ROLLUP_INTERVALS: Final = frozenset({"1h", "3h", "6h", "1d"})
 STATE_TTL_S: Final = 5.0
@@ -154,6 +162,8 @@ def rollup_window(
     """Return the windows ``[low, split)`` rollups can answer for the plan, or None."""
     if plan.interval not in ROLLUP_INTERVALS or state is None:
         return None
+    if any(p not in ROLLED for p in plan.parameters):
+        return None  # a derived parameter of hourly or daily means: all raw
     if now_ns - state.pass_ns > stale_s * NS:
         return None
     start, end = plan.clipped_window

@@ -27,6 +27,9 @@ class Delivery:
     station_id: StationId | None
     verdict: Verdict | None = None  # for readings messages
     status: StatusIn | None = None  # for status messages
+    # MQTT DUP flag: the broker delivered this message before (a redelivery after a lost
+    # acknowledgement), so its quarantine records may exist already.
+    dup: bool = False
 
 
 def judge_delivery(

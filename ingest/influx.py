@@ -14,6 +14,7 @@ from typing import Any, Final
 import httpx
 
 from ingest.errors import StorageRejected, StorageUnavailable
+from sensors import schema
 from sensors.quoting import influxql_identifier
 from sensors.settings import Settings
 
@@ -46,6 +47,9 @@ class InfluxWriter:
     def __init__(self, settings: Settings) -> None:
         self.db = settings.influx_db
         self.is_v1_server = settings.influx_token is None
+        # The retention policy quarantine lines are written to; None: the database's default
+        # (set by ensure_quarantine_rp once the policy is known to exist).
+        self.quarantine_rp: str | None = None
         self._base_url = settings.influx_url.rstrip("/")
         self._client = httpx.Client(
             base_url=settings.influx_url.rstrip("/"),
@@ -69,12 +73,45 @@ class InfluxWriter:
             return False
 
     def write(self, lines: list[str]) -> None:
-        """Write lines in one request; raise StorageUnavailable or StorageRejected."""
+        """Write lines (quarantine lines to their retention policy); raise StorageUnavailable or
+        StorageRejected (``dropped`` then counts the refused lines over both requests)."""
+        if self.quarantine_rp is None:
+            self._post(lines, None)
+            return
+        prefix = schema.QUARANTINE + ","
+        quarantined = [line for line in lines if line.startswith(prefix)]
+        if not quarantined:
+            self._post(lines, None)
+            return
+        groups = (
+            ([line for line in lines if not line.startswith(prefix)], None),
+            (quarantined, self.quarantine_rp),
+        )
+        rejections: list[StorageRejected] = []
+        for group, rp in groups:
+            if not group:
+                continue
+            try:
+                self._post(group, rp)
+            except StorageRejected as exc:
+                rejections.append(exc)
+        if not rejections:
+            return
+        counts = [exc.dropped for exc in rejections]
+        raise StorageRejected(
+            rejections[0].status,
+            "; ".join(exc.message for exc in rejections),
+            None if None in counts else sum(c for c in counts if c is not None),
+            any(exc.too_large for exc in rejections),
+        )
+
+    def _post(self, lines: list[str], rp: str | None) -> None:
         body = "\n".join(lines).encode("utf-8")
+        params = {"db": self.db, "precision": PRECISION}
+        if rp is not None:
+            params["rp"] = rp
         try:
-            response = self._client.post(
-                "/write", params={"db": self.db, "precision": PRECISION}, content=body
-            )
+            response = self._client.post("/write", params=params, content=body)
         except httpx.HTTPError as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in (200, 204):
@@ -117,6 +154,70 @@ class InfluxWriter:
             logger.info("not allowed to create database %s; assuming it exists", self.db)
         elif response.status_code != 200:
             raise StorageUnavailable(f"CREATE DATABASE: HTTP {response.status_code}")
+
+    def ensure_quarantine_rp(self, retention_days: int) -> None:
+        """Write quarantine lines to the ``quarantine`` retention policy: create it when allowed
+        (InfluxDB 1.x), use it when provisioned, else fall back to the default one; log which."""
+        if not self.is_v1_server:
+            logger.info("quarantine goes to the bucket's retention (InfluxDB 2.x/3.x)")
+            return
+        rp = schema.QUARANTINE_RP
+        existing = self._retention_policies()
+        duration = f"{retention_days}d"
+        if rp in existing:
+            self.quarantine_rp = rp
+            logger.info("quarantine retention policy %s exists (duration %s)", rp, existing[rp])
+            return
+        statement = (
+            f"CREATE RETENTION POLICY {influxql_identifier(rp)} ON "
+            f"{influxql_identifier(self.db)} DURATION {duration} REPLICATION 1"
+        )
+        error = self._admin(statement)
+        if error is None:
+            self.quarantine_rp = rp
+            logger.info("created quarantine retention policy %s (duration %s)", rp, duration)
+        else:
+            logger.warning(
+                "quarantine retention policy %s not provisioned and not allowed to create it "
+                "(%s): quarantine records go to the default retention policy",
+                rp,
+                error,
+            )
+
+    def count_quarantine(self) -> int:
+        """Return the number of quarantine records (one count over the quarantine's field)."""
+        source = (
+            schema.QUARANTINE_FROM
+            if self.quarantine_rp is not None
+            else influxql_identifier(schema.QUARANTINE)
+        )
+        series = self.query(f'SELECT count("detail") FROM {source}')
+        return sum(int(row[1]) for serie in series for row in serie["values"])
+
+    def _retention_policies(self) -> dict[str, str]:
+        try:
+            series = self.query(f"SHOW RETENTION POLICIES ON {influxql_identifier(self.db)}")
+        except StorageUnavailable as exc:
+            logger.info("retention policies not readable (%s)", exc)
+            return {}
+        policies: dict[str, str] = {}
+        for serie in series:
+            columns = serie["columns"]
+            for row in serie["values"]:
+                entry = dict(zip(columns, row, strict=True))
+                policies[str(entry["name"])] = str(entry.get("duration"))
+        return policies
+
+    def _admin(self, statement: str) -> str | None:
+        """Run one administrative statement; return None on success, else why it failed."""
+        try:
+            response = self._client.post("/query", data={"q": statement})
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {_error_message(response)}"
+        result = response.json().get("results", [{}])[0]
+        return str(result["error"])[:300] if "error" in result else None
 
 
 def _error_message(response: httpx.Response) -> str:

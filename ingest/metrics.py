@@ -45,6 +45,14 @@ class IngestStats:
     mqtt_connects: int = 0
     mqtt_disconnects: int = 0
     acked: int = 0
+    # issue 8
+    # Another client took our client id: DISCONNECT 0x8E, or (Mosquitto 2.0.x, which just
+    # closes the socket) a close by the broker followed by an immediately successful connect.
+    session_takeovers: int = 0
+    readings_rate_limited: int = 0  # readings (or unparsable messages) over a station's rate
+    refusals_over_cap: int = 0  # refusals counted in a too_many_refusals record, not kept
+    redeliveries_quarantined_before: int = 0  # DUP messages whose records existed already
+    quarantine_records: int = -1  # records in the quarantine (periodic count; -1: not yet)
 
     @property
     def in_flight(self) -> int:
@@ -72,6 +80,11 @@ class IngestStats:
                 "handler_errors",
                 "mqtt_connects",
                 "mqtt_disconnects",
+                "session_takeovers",
+                "readings_rate_limited",
+                "refusals_over_cap",
+                "redeliveries_quarantined_before",
+                "quarantine_records",
             )
         }
         fields["write_latency_sum_s"] = float(self.write_latency_sum_s)
@@ -104,6 +117,22 @@ class StatsCollector(Collector):
             "mqtt_disconnects": (s.mqtt_disconnects, "MQTT connections lost"),
             "acked": (s.acked, "messages acknowledged to the broker"),
             "spool_torn_records": (s.spool_torn_records, "torn spool records skipped"),
+            "session_takeovers": (
+                s.session_takeovers,
+                "MQTT sessions taken over by another client with our client id (alarm on > 0)",
+            ),
+            "readings_rate_limited": (
+                s.readings_rate_limited,
+                "readings refused by the per-station rate limit (counted in rate_exceeded)",
+            ),
+            "refusals_over_cap": (
+                s.refusals_over_cap,
+                "refusals past the per-message cap, counted in too_many_refusals records",
+            ),
+            "redeliveries_quarantined_before": (
+                s.redeliveries_quarantined_before,
+                "redelivered messages whose quarantine records were already stored",
+            ),
         }
         for name, (value, doc) in counters.items():
             yield CounterMetricFamily(f"meltemi_ingest_{name}", doc, value=value)
@@ -117,6 +146,10 @@ class StatsCollector(Collector):
             "spool_depth": (s.spool_depth, "lines waiting in the spool"),
             "seq_missing": (s.seq_missing, "seq numbers still missing"),
             "in_flight": (s.in_flight, "messages received and not yet acknowledged"),
+            "quarantine_records": (
+                s.quarantine_records,
+                "records in the quarantine retention policy (periodic count; -1 before the first)",
+            ),
             "write_latency_seconds_sum": (s.write_latency_sum_s, "total /write latency"),
             "write_latency_seconds_count": (s.write_latency_count, "successful /write calls"),
         }

@@ -8,6 +8,7 @@ only judges and enqueues; the writer thread acknowledges once the message is dur
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import ssl
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30  # RELIABILITY R10: back-off capped at 30 s
+SESSION_TAKEN_OVER = 0x8E  # MQTT v5 §3.14.2.1: another client connected with our client id
+UNDECODABLE_TOPIC = "<undecodable>"
 
 
 def subscription_filters(shared_group: str | None) -> list[str]:
@@ -79,6 +82,10 @@ class MqttIntake:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_connect_fail = self._on_connect_fail
+        # The broker closed our connection and we have not failed to connect since: if the next
+        # connect succeeds at once, someone else was using our client id (below).
+        self._closed_by_peer = False
         self.subscribed = threading.Event()
 
         self.client = client
@@ -128,6 +135,13 @@ class MqttIntake:
             logger.error("MQTT connection refused: %s", reason_code)
             return
         self.stats.mqtt_connects += 1
+        if self._closed_by_peer:
+            # Mosquitto 2.0.11 closes a taken-over connection without DISCONNECT 0x8E (probed:
+            # paho sees only a lost connection). A close by the broker followed by a connect
+            # that succeeds at the first attempt is counted as a takeover: a broker that went
+            # away refuses that attempt instead. A restart within the 1-s back-off counts once.
+            self._count_takeover("connection closed by the broker, accepted again at once")
+        self._closed_by_peer = False
         logger.info(
             "connected to %s:%d as %s (session present: %s)",
             self.settings.mqtt_host,
@@ -156,21 +170,40 @@ class MqttIntake:
         self,
         _client: mqtt.Client,
         _userdata: Any,
-        _flags: mqtt.DisconnectFlags,
+        flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
         self.subscribed.clear()
-
+        if reason_code.value == SESSION_TAKEN_OVER:
+            self._count_takeover("DISCONNECT 0x8E session taken over")
+        elif self.accepting and not flags.is_disconnect_packet_from_server:
+            self._closed_by_peer = True
         if self.accepting:
             self.stats.mqtt_disconnects += 1
             logger.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._closed_by_peer = False  # the broker is away, not taken by someone else
+
+    def _count_takeover(self, how: str) -> None:
+        # Someone else holds our client id: while they do, our messages go to them.
+        self.stats.session_takeovers += 1
+        logger.error(
+            "MQTT session taken over (%s): another client connects as %s (%d times so far)",
+            how,
+            self.settings.mqtt_client_id,
+            self.stats.session_takeovers,
+        )
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if not self.accepting:
             return
         received_ns = time.time_ns()
-        topic = message.topic if isinstance(message.topic, str) else "<undecodable>"
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # the broker should refuse these; never trust that it did
+            topic = UNDECODABLE_TOPIC
         payload = bytes(message.payload)
         try:
             delivery = judge_delivery(
@@ -193,6 +226,8 @@ class MqttIntake:
             delivery = Delivery(
                 message.mid, message.qos, topic, payload, received_ns, None, verdict
             )
+        if message.dup:
+            delivery = dataclasses.replace(delivery, dup=True)
         self.stats.messages_received += 1
         if delivery.verdict is not None:
             self.stats.readings_received += delivery.verdict.readings_received

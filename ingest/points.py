@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 from collections.abc import Mapping
 
@@ -13,6 +14,20 @@ from sensors.schema import QcFlag, QuarantineReason
 from sensors.validation import AcceptedReading
 
 UNKNOWN_STATION = "_unknown"
+TOPIC_MAX_CHARS = 256  # a topic is kept for reading, not byte-exact (the raw payload is)
+
+
+def message_key(topic: str, payload: bytes) -> str:
+    """Return the key of one message, 16 hex digits of BLAKE2b over its topic and payload.
+
+    Every quarantine record of the message carries it (field ``msg``): the raw payload is
+    stored once, on the first record, and the others reference it by this key.
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(topic.encode("utf-8", "backslashreplace"))
+    digest.update(b"\0")
+    digest.update(payload)
+    return digest.hexdigest()
 
 
 def utf8_text(text: str) -> str:
@@ -70,37 +85,50 @@ def quarantine_line(
     detail: str,
     station_id: str | None,
     topic: str,
-    payload: bytes,
+    payload: bytes | None,
     received_ns: int,
     time_ns: int,
     slot: str,
     parameter: str | None = None,
     seq: int | None = None,
+    msg: str | None = None,
+    ts_ns: int | None = None,
+    count: int | None = None,
 ) -> str:
     """Return one ``quarantine`` point (CONTRACT §3: reason, station, receive time, raw ≤ 4 KiB).
 
-    ``time_ns`` is the reading's observation time when it was valid (so that a redelivery
-    overwrites the same record) and a unique receive time otherwise. ``slot`` (a tag) tells
-    apart the refusals of one reading: ``v{i}`` for its i-th value, ``d{i}`` for a diagnostic,
-    ``r`` for the reading or the whole message.
+    ``time_ns`` is a receive time unique within the process, so that distinct deliveries never
+    overwrite each other (a redelivery is recognised by its message key instead, see
+    ingest.writer). ``payload`` is given for the first record of a message only; the others
+    reference it through ``msg``. ``ts_ns`` is the refused reading's observation time when it
+    was valid; ``count`` how many refusals one record stands for (too_many_refusals,
+    rate_exceeded). ``slot`` (a tag of bounded cardinality) tells which part was refused:
+    ``v{i}`` the i-th value, ``d{i}`` a diagnostic, ``r`` the reading or the whole message.
     """
-    head = payload[: schema.RAW_PAYLOAD_MAX_BYTES]
     fields: dict[str, FieldValue] = {
         "detail": utf8_text(detail),
-        "topic": utf8_text(topic),
+        "topic": utf8_text(topic[:TOPIC_MAX_CHARS]),
         "received": received_ns,
-        "size": len(payload),
     }
-    try:
-        fields["raw"] = head.decode("utf-8")
-    except UnicodeDecodeError:
-        # Not UTF-8 (or cut inside a character): keep it byte-exact in base64, and readable.
-        fields["raw"] = head.decode("utf-8", "replace")
-        fields["raw_b64"] = base64.b64encode(head).decode("ascii")
+    if payload is not None:
+        head = payload[: schema.RAW_PAYLOAD_MAX_BYTES]
+        fields["size"] = len(payload)
+        try:
+            fields["raw"] = head.decode("utf-8")
+        except UnicodeDecodeError:
+            # Not UTF-8 (or cut inside a character): keep it byte-exact in base64, and readable.
+            fields["raw"] = head.decode("utf-8", "replace")
+            fields["raw_b64"] = base64.b64encode(head).decode("ascii")
+    if msg is not None:
+        fields[schema.MSG_FIELD] = msg
     if parameter is not None:
         fields["parameter"] = utf8_text(parameter)
     if seq is not None:
         fields["seq"] = seq
+    if ts_ns is not None:
+        fields["ts"] = ts_ns
+    if count is not None:
+        fields["count"] = count
     tags = {"reason": reason.value, schema.STATION_TAG: station_id or UNKNOWN_STATION, "slot": slot}
     return format_point(schema.QUARANTINE, tags, fields, time_ns)
 

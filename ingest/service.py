@@ -17,6 +17,7 @@ from ingest.errors import StorageUnavailable
 from ingest.influx import InfluxWriter
 from ingest.metrics import IngestStats, StatsCollector
 from ingest.mqtt import MqttIntake
+from ingest.ratelimit import RateLimiter
 from ingest.spool import Spool
 from ingest.writer import ClearSky, Writer
 from sensors.registry import StationRegistry, open_registry
@@ -55,16 +56,29 @@ class Ingester:
             linger_s=settings.ingest_linger_s,
             qc=settings.ingest_qc,
             clear_sky=_clear_sky(),
+            rate_limiter=RateLimiter(settings.ingest_rate_burst, settings.ingest_rate_per_s),
+            rate_record_interval_s=settings.ingest_rate_record_interval_s,
+            quarantine_count_interval_s=settings.ingest_quarantine_count_interval_s,
+            on_reachable=self._prepare_storage,
         )
+        self._storage_prepared = False
 
     def start(self) -> None:
         """Start the writer, then connect to the broker."""
         try:
-            self.influx.ensure_database()
+            self._prepare_storage()
         except StorageUnavailable as exc:
             logger.warning("InfluxDB not reachable at start (%s); readings will be spooled", exc)
         self.writer.start()
         self.intake.start()
+
+    def _prepare_storage(self) -> None:
+        """Create the database and the quarantine's retention policy (once, when reachable)."""
+        if self._storage_prepared:
+            return
+        self.influx.ensure_database()
+        self.influx.ensure_quarantine_rp(self.settings.quarantine_retention_days)
+        self._storage_prepared = True
 
     def stop(self) -> None:
         """Stop intake, drain the queue, flush and acknowledge, then disconnect."""

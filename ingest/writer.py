@@ -5,6 +5,12 @@ to InfluxDB or, if it cannot take them, append them to the fsynced spool; only t
 every message of the batch, in receive order [MQTT-4.6.0-2]. A partial rejection is bisected so
 that only the refused lines are quarantined and the write attempts stay logarithmic
 (RELIABILITY §0.6, R8).
+
+Bounded cost (issue 8): batches are budgeted by the lines they will produce; a station over its
+rate (ingest.ratelimit) is acknowledged and counted in one ``rate_exceeded`` record per
+interval; one message yields at most MAX_REFUSALS_PER_MESSAGE quarantine records plus one
+``too_many_refusals`` count, its raw payload on the first only. A value that differs from the
+stored one at its (station, ts) is quarantined as ``conflict`` (ingest.history).
 """
 
 from __future__ import annotations
@@ -19,25 +25,35 @@ from typing import Final
 
 from ingest.delivery import Delivery
 from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.history import StationHistories, write_once
 from ingest.influx import InfluxWriter
 from ingest.metrics import IngestStats
 from ingest.points import (
     UniqueClock,
     diagnostics_line,
+    message_key,
     quarantine_line,
     reading_line,
     stats_line,
     status_line,
 )
+from ingest.ratelimit import RateLimiter
 from ingest.seqtrack import SeqTracker
 from ingest.spool import Spool
 from sensors import schema
 from sensors.models import format_ts
 from sensors.outbound import LatestEntryData, encode_entries
-from sensors.qc import GOOD, HISTORY_NS, QcResult, StationHistory, judge_values
+from sensors.qc import (
+    GOOD,
+    HISTORY_NS,
+    QcResult,
+    StationHistory,
+    judge_values,
+)
 from sensors.quoting import influxql_identifier, influxql_string
 from sensors.registry import StationRegistry
 from sensors.schema import QcFlag, QuarantineReason
+from sensors.validation import MAX_REFUSALS_PER_MESSAGE, AcceptedReading, Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +61,12 @@ STATS_INTERVAL_S: Final = 5.0
 RETRY_MIN_S: Final = 0.5
 RETRY_MAX_S: Final = 5.0  # /ping probes are cheap; recover within seconds
 DRAIN_RECORDS_PER_TURN: Final = 8
-RECOVERY_AHEAD_NS: Final = 3600 * 1_000_000_000
 # Accepted readings re-published per message: ~300 B each, so a message stays far below the
 # broker's max_packet_size (a larger one would get the ingester disconnected).
 ENTRIES_PER_MESSAGE: Final = 200
+# A redelivered (DUP) message is looked for among the quarantine records of this last period.
+REDELIVERY_LOOKBACK: Final = "1d"
+REDELIVERY_KEYS_PER_QUERY: Final = 200
 
 
 Acker = Callable[[int, int], None]
@@ -64,6 +82,34 @@ class _Batch:
 
     readings: int = 0
     values: int = 0
+    # Keys of redelivered messages whose quarantine records are stored already.
+    quarantined_before: set[str] = field(default_factory=set)
+    # Readings older than what memory holds: judged against their stored neighbours, loaded
+    # from InfluxDB once per station per batch.
+    backdated: set[tuple[str, int]] = field(default_factory=set)
+    stored: dict[str, StationHistory] = field(default_factory=dict)
+    rate_limited: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _RateWindow:
+    """One station's rate_exceeded record for one interval, rewritten as its count grows."""
+
+    time_ns: int
+    until_s: float
+    first: Delivery
+    count: int = 0
+
+
+def _lines_of(delivery: Delivery) -> int:
+    """Return the lines a delivery will produce (batches are budgeted by lines, issue 8)."""
+    verdict = delivery.verdict
+    if verdict is None:
+        return 1
+    lines = len(verdict.refusals) + (1 if verdict.refusals_over_cap else 0) + 1
+    for reading in verdict.readings:
+        lines += 2 if reading.diag else 1
+    return lines
 
 
 class Writer(threading.Thread):
@@ -84,6 +130,10 @@ class Writer(threading.Thread):
         linger_s: float = 0.0,
         qc: bool = True,
         clear_sky: ClearSky | None = None,
+        rate_limiter: RateLimiter | None = None,
+        rate_record_interval_s: float = 60.0,
+        quarantine_count_interval_s: float = 60.0,
+        on_reachable: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(name="meltemi-writer", daemon=True)
         self.deliveries = deliveries
@@ -101,8 +151,15 @@ class Writer(threading.Thread):
         self.stop_event = threading.Event()
         self.seq = SeqTracker()
         self._clock = UniqueClock()
-        self._histories: dict[str, StationHistory] = {}
-        self._recovered: set[str] = set()
+        self.histories = StationHistories(influx, registry, self._lost_influx)
+        self.rate_limiter = rate_limiter
+        self.rate_record_interval_s = rate_record_interval_s
+        self._rate_windows: dict[str, _RateWindow] = {}
+        self.quarantine_count_interval_s = quarantine_count_interval_s
+        # Called when InfluxDB answers again, before anything is written (storage set-up
+        # that could not run at start, e.g. the quarantine retention policy).
+        self.on_reachable = on_reachable
+        self._next_quarantine_count = time.monotonic()
         # Cleared while InfluxDB is away; the prober thread sets it when /ping answers again.
         self._reachable = threading.Event()
         self._reachable.set()
@@ -132,6 +189,8 @@ class Writer(threading.Thread):
             elif self.stop_event.is_set():
                 break
             self._drain_some()
+            if time.monotonic() >= self._next_quarantine_count:
+                self._count_quarantine()
             if time.monotonic() >= self._next_stats:
                 self._write_stats()
         self._write_stats()
@@ -152,7 +211,7 @@ class Writer(threading.Thread):
             return batch
         batch.deliveries.append(first)
         deadline = time.monotonic() + self.linger_s
-        size = len(first.payload) // 200 + 1
+        size = _lines_of(first)
         while size < self.batch_max:
             try:
                 remaining = deadline - time.monotonic()
@@ -164,12 +223,18 @@ class Writer(threading.Thread):
             except queue.Empty:
                 break
             batch.deliveries.append(item)
-            size += len(item.payload) // 200 + 1
+            size += _lines_of(item)
         return batch
 
     def _handle(self, batch: _Batch) -> None:
-        for delivery in batch.deliveries:
-            self._prepare(delivery, batch)
+        admitted = [self._admit(delivery, batch) for delivery in batch.deliveries]
+        self._find_quarantined_before(batch)
+        if self.qc_enabled:
+            self._load_backdated(batch, admitted)
+        for delivery, admit in zip(batch.deliveries, admitted, strict=True):
+            if admit:
+                self._prepare(delivery, batch)
+        self._rate_records(batch)
         if batch.lines:
             self._store(batch.lines)
         for delivery in batch.deliveries:
@@ -198,8 +263,13 @@ class Writer(threading.Thread):
         verdict = delivery.verdict
         if verdict is None:
             return
-        for reading in verdict.readings:
-            qc = self._judge_qc(reading.station_id, reading.ts_ns, reading.values)
+        conflicts: list[Refusal] = []
+        for accepted in verdict.readings:
+            history = self._history_of(accepted, batch) if self.qc_enabled else None
+            reading = accepted if history is None else write_once(accepted, history, conflicts)
+            if reading is None:
+                continue
+            qc = self._judge_qc(reading, history)
             batch.lines.append(reading_line(reading, qc))
             diag = diagnostics_line(reading)
             if diag is not None:
@@ -224,29 +294,182 @@ class Writer(threading.Thread):
         self.stats.seq_gaps = self.seq.gaps_total
         self.stats.seq_missing = self.seq.missing
         self.stats.duplicates_seen = self.seq.duplicates
-        for refusal in verdict.refusals:
+        self._quarantine(delivery, verdict.refusals + conflicts, verdict.refusals_over_cap, batch)
+
+    def _quarantine(
+        self, delivery: Delivery, refusals: list[Refusal], over_cap: int, batch: _Batch
+    ) -> None:
+        """Add a message's quarantine records: at most MAX_REFUSALS_PER_MESSAGE, the raw payload
+        on the first only, then one too_many_refusals record carrying the count of the rest."""
+        if not refusals and not over_cap:
+            return
+        key = message_key(delivery.topic, delivery.payload)
+        if key in batch.quarantined_before:
+            self.stats.redeliveries_quarantined_before += 1
+            return
+        over_cap += max(0, len(refusals) - MAX_REFUSALS_PER_MESSAGE)
+        kept = refusals[:MAX_REFUSALS_PER_MESSAGE]
+        for index, refusal in enumerate(kept):
             batch.lines.append(
                 quarantine_line(
                     reason=refusal.reason,
                     detail=refusal.detail,
                     station_id=delivery.station_id,
                     topic=delivery.topic,
-                    payload=delivery.payload,
+                    payload=delivery.payload if index == 0 else None,
                     received_ns=delivery.received_ns,
-                    time_ns=refusal.ts_ns if refusal.ts_ns is not None else self._clock.now_ns(),
+                    time_ns=self._clock.now_ns(),
                     slot=refusal.slot,
                     parameter=refusal.parameter,
                     seq=refusal.seq,
+                    msg=key,
+                    ts_ns=refusal.ts_ns,
                 )
             )
             self.stats.quarantined[refusal.reason.value] += 1
+        if over_cap:
+            batch.lines.append(
+                quarantine_line(
+                    reason=QuarantineReason.TOO_MANY_REFUSALS,
+                    detail=f"{over_cap} more refusals after the first {MAX_REFUSALS_PER_MESSAGE}",
+                    station_id=delivery.station_id,
+                    topic=delivery.topic,
+                    payload=None if kept else delivery.payload,
+                    received_ns=delivery.received_ns,
+                    time_ns=self._clock.now_ns(),
+                    slot="r",
+                    msg=key,
+                    count=over_cap,
+                )
+            )
+            self.stats.quarantined[QuarantineReason.TOO_MANY_REFUSALS.value] += 1
+            self.stats.refusals_over_cap += over_cap
+
+    # -- the per-station rate limit ------------------------------------------------------------
+    def _admit(self, delivery: Delivery, batch: _Batch) -> bool:
+        """Return whether the delivery's station is within its rate; count it otherwise."""
+        if self.rate_limiter is None:
+            return True
+        station = delivery.station_id
+        key = station if station is not None and station in self.registry else "_unknown"
+        verdict = delivery.verdict
+        cost = max(1, verdict.readings_received) if verdict is not None else 1
+        now_s = time.monotonic()
+        if self.rate_limiter.allow(key, cost, now_s):
+            return True
+        window = self._rate_windows.get(key)
+        if window is None or now_s >= window.until_s:
+            window = _RateWindow(
+                self._clock.now_ns(), now_s + self.rate_record_interval_s, delivery
+            )
+            self._rate_windows[key] = window
+            self.stats.quarantined[QuarantineReason.RATE_EXCEEDED.value] += 1
+        window.count += cost
+        self.stats.readings_rate_limited += cost
+        batch.rate_limited.add(key)
+        return False
+
+    def _rate_records(self, batch: _Batch) -> None:
+        """(Re)write each limited station's record of this interval with its count so far."""
+        limiter = self.rate_limiter
+        for key in batch.rate_limited:
+            window = self._rate_windows[key]
+            first = window.first
+            detail = (
+                f"{window.count} readings over the station's rate "
+                f"({limiter.burst if limiter else 0} burst, "
+                f"{limiter.rate_per_s if limiter else 0:g}/s)"
+            )
+            batch.lines.append(
+                quarantine_line(
+                    reason=QuarantineReason.RATE_EXCEEDED,
+                    detail=detail,
+                    station_id=first.station_id,
+                    topic=first.topic,
+                    payload=first.payload,
+                    received_ns=first.received_ns,
+                    time_ns=window.time_ns,
+                    slot="r",
+                    msg=message_key(first.topic, first.payload),
+                    count=window.count,
+                )
+            )
+
+    # -- redeliveries ----------------------------------------------------------------------------
+    def _find_quarantined_before(self, batch: _Batch) -> None:
+        """Find the redelivered (DUP) messages whose quarantine records are stored already.
+
+        Quarantine records are keyed by a unique receive time, so distinct deliveries never
+        overwrite each other; a redelivery (only after a lost acknowledgement, flagged DUP by
+        the broker) is recognised by its message key instead: one query per batch.
+        """
+        keys = sorted(
+            {
+                message_key(d.topic, d.payload)
+                for d in batch.deliveries
+                # Every readings message: one may also have met a conflict the first time.
+                if d.dup and d.verdict is not None
+            }
+        )
+        if not keys or self.spool or not self._reachable.is_set():
+            return
+        source = (
+            schema.QUARANTINE_FROM
+            if self.influx.quarantine_rp is not None
+            else influxql_identifier(schema.QUARANTINE)
+        )
+        msg = influxql_identifier(schema.MSG_FIELD)
+        for start in range(0, len(keys), REDELIVERY_KEYS_PER_QUERY):
+            chunk = keys[start : start + REDELIVERY_KEYS_PER_QUERY]
+            where = " OR ".join(f"{msg} = {influxql_string(k)}" for k in chunk)
+            q = (
+                f"SELECT {msg} FROM {source} "
+                f"WHERE time >= now() - {REDELIVERY_LOOKBACK} AND ({where})"
+            )
+            try:
+                series = self.influx.query(q)
+            except StorageUnavailable as exc:
+                logger.warning("redelivered messages not looked up (%s)", exc)
+                return
+            for serie in series:
+                batch.quarantined_before.update(str(row[1]) for row in serie["values"])
+
+    # -- write-once history and back-dated QC ----------------------------------------------------
+    def _history_of(self, reading: AcceptedReading, batch: _Batch) -> StationHistory:
+        """Return the history a reading is judged against: memory, or its stored neighbours."""
+        if (reading.station_id, reading.ts_ns) in batch.backdated:
+            return batch.stored[reading.station_id]
+        return self._history(reading.station_id, reading.ts_ns)
+
+    def _history(self, station_id: str, ts_ns: int) -> StationHistory:
+        can_query = not self.spool and self._reachable.is_set()
+        return self.histories.get(station_id, ts_ns, can_query)
+
+    def _load_backdated(self, batch: _Batch, admitted: list[bool]) -> None:
+        """Load, with one query per station, the stored neighbours of readings older than what
+        memory holds (a back-dated reading is QC-checked against them, not passed as good)."""
+        spans: dict[str, tuple[int, int]] = {}
+        for delivery, admit in zip(batch.deliveries, admitted, strict=True):
+            if not admit or delivery.verdict is None:
+                continue
+            for reading in delivery.verdict.readings:
+                station, ts_ns = reading.station_id, reading.ts_ns
+                # Recovers the station's history on first sight (and past its recovered window).
+                history = self._history(station, ts_ns)
+                if not self.histories.is_backdated(station, ts_ns, history):
+                    continue
+                batch.backdated.add((station, ts_ns))
+                low, high = spans.get(station, (ts_ns, ts_ns))
+                spans[station] = (min(low, ts_ns), max(high, ts_ns))
+        for station_id, (low, high) in spans.items():
+            batch.stored[station_id] = self.histories.stored(station_id, low - HISTORY_NS, high + 1)
 
     def _judge_qc(
-        self, station_id: str, ts_ns: int, values: dict[str, float]
+        self, reading: AcceptedReading, history: StationHistory | None
     ) -> dict[str, QcResult]:
-        if not self.qc_enabled:
+        station_id, ts_ns, values = reading.station_id, reading.ts_ns, reading.values
+        if history is None:
             return dict.fromkeys(values, GOOD)
-        history = self._history(station_id, ts_ns)
         clear_sky_max = None
         station = self.registry.get(station_id)
         if self.clear_sky is not None and station is not None and "solar_radiation" in values:
@@ -255,43 +478,15 @@ class Writer(threading.Thread):
         history.add(ts_ns, values)
         return results
 
-    def _history(self, station_id: str, ts_ns: int) -> StationHistory:
-        history = self._histories.setdefault(station_id, StationHistory())
-        if station_id not in self._recovered and not self.spool and self._reachable.is_set():
-            self._recover(station_id, ts_ns, history)
-        return history
-
-    def _recover(self, station_id: str, ts_ns: int, history: StationHistory) -> None:
-        """Load the station's stored values around ``ts_ns`` so QC sees what it saw before."""
-        station = self.registry.get(station_id)
-        if station is None:
+    def _count_quarantine(self) -> None:
+        """Refresh the quarantine's size figure (one count query, every few tens of seconds)."""
+        self._next_quarantine_count = time.monotonic() + self.quarantine_count_interval_s
+        if self.spool or not self._reachable.is_set():
             return
-        columns = ", ".join(influxql_identifier(p) for p in station.parameters)
-        q = (
-            f"SELECT {columns} FROM {influxql_identifier(schema.READINGS)} "
-            f"WHERE {influxql_identifier(schema.STATION_TAG)} = {influxql_string(station_id)} "
-            f"AND time >= {ts_ns - HISTORY_NS} AND time < {ts_ns + RECOVERY_AHEAD_NS}"
-        )
         try:
-            series = self.influx.query(q)
+            self.stats.quarantine_records = self.influx.count_quarantine()
         except StorageUnavailable as exc:
-            logger.warning("QC history of %s not recovered (%s); will retry", station_id, exc)
-            self._lost_influx(str(exc))  # and stop waiting on InfluxDB until it answers
-            return
-
-        loaded = 0
-        for serie in series:
-            names = serie["columns"]
-            for row in serie["values"]:
-                values = {
-                    name: float(v)
-                    for name, v in zip(names[1:], row[1:], strict=True)
-                    if v is not None
-                }
-                history.add(int(row[0]), values)
-                loaded += 1
-        self._recovered.add(station_id)
-        logger.debug("QC history of %s: %d stored readings loaded", station_id, loaded)
+            logger.info("quarantine not counted (%s)", exc)
 
     # -- storing -------------------------------------------------------------------------------
     def _store(self, lines: list[str]) -> None:
@@ -342,7 +537,7 @@ class Writer(threading.Thread):
         """Ping InfluxDB with back-off (on its own connection) until it answers."""
         delay = RETRY_MIN_S
         while not self.stop_event.is_set():
-            if self.influx.probe():
+            if self.influx.probe() and self._prepared_on_reachable():
                 logger.info(
                     "InfluxDB answers again: draining %d spooled lines", self.spool.depth_lines
                 )
@@ -350,6 +545,17 @@ class Writer(threading.Thread):
                 return
             self.stop_event.wait(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+
+    def _prepared_on_reachable(self) -> bool:
+        """Run the on_reachable set-up; return False (probe again later) when it failed."""
+        if self.on_reachable is None:
+            return True
+        try:
+            self.on_reachable()
+        except StorageUnavailable as exc:
+            logger.warning("InfluxDB answers /ping but its set-up failed (%s); retrying", exc)
+            return False
+        return True
 
     def _write(self, lines: list[str]) -> None:
         self.stats.write_attempts += 1

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from alerts.errors import AlertsError
+from alerts.rules import RulesError
 from meltemi.broker_admin import BrokerAdminError
 from meltemi.credentials import CredentialsError
 from meltemi.identities import IdentityError
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-id", default=None, help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)"
     )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
+    sub.add_parser("alerts", help="run the alert engine: rules over the readings, CAP messages")
     rollup = sub.add_parser("rollup", help="hourly and daily rollups (meltemi.rollup)")
     rverbs = rollup.add_subparsers(dest="verb", required=True, metavar="VERB")
     rverbs.add_parser("run", help="keep the rollups right (reconcile passes) until stopped")
@@ -94,7 +97,7 @@ def _add_identity_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     averbs = accounts.add_subparsers(dest="verb", required=True, metavar="VERB")
     aadd = averbs.add_parser("add", help="create a service account; print its secret once")
     aadd.add_argument("name", help="meltemi-ingest[-x] or meltemi-api[-x]")
-    aadd.add_argument("--role", choices=("ingester", "api"), required=True)
+    aadd.add_argument("--role", choices=("ingester", "api", "alerts"), required=True)
     for verb in ("rotate", "revoke"):
         averbs.add_parser(verb, help=f"{verb} a service account").add_argument("name")
     averbs.add_parser("list", help="service accounts and their state")
@@ -196,6 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.verb == "rebuild":
                 return rollup.rebuild(settings, args.days)
             return rollup.run(settings)
+        if args.command == "alerts":
+            from alerts.service import run as run_alerts
+
+            return run_alerts(settings)
         if args.command == "simulate":
             from firmware_sim.cli import main as run_simulate
 
@@ -203,7 +210,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from meltemi.up import run as run_up
 
         return run_up(settings)
-    except (SettingsError, RegistryError, IdentityError, BrokerAdminError, CredentialsError) as exc:
+    except (
+        SettingsError,
+        RegistryError,
+        IdentityError,
+        BrokerAdminError,
+        CredentialsError,
+        RulesError,
+        AlertsError,
+    ) as exc:
         print(f"meltemi: {exc}", file=sys.stderr)  # noqa: T201  # the user's sentence
         return 2
 

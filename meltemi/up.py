@@ -21,7 +21,13 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from ingest.mqtt import provision_session
-from meltemi.broker_admin import BrokerAdminError, DynsecAdmin, generate_secret
+from meltemi.broker_admin import (
+    ROLE_PREFIX,
+    BrokerAdminError,
+    DynsecAdmin,
+    generate_secret,
+    service_acls,
+)
 from meltemi.credentials import (
     BROKER_FILE,
     BrokerSecrets,
@@ -56,6 +62,7 @@ RESTART_LIMIT: Final = 5
 # The embedded platform's own broker users (shared naming: meltemi-ingest…, meltemi-api…).
 INGEST_USER: Final = "meltemi-ingest"
 API_USER: Final = "meltemi-api"
+ALERTS_USER: Final = "meltemi-alerts"
 SIMULATOR_ARGS: Final = ("--backfill", "48h")
 
 
@@ -87,6 +94,11 @@ def _broker_secrets(settings: Settings, data_dir: Path) -> BrokerSecrets:
     except CredentialsError as exc:
         raise ServiceError(str(exc)) from exc
     if stored is not None:
+        if stored.alerts_password is None:  # written before the alert engine existed
+            stored = stored.model_copy(
+                update={"alerts_username": ALERTS_USER, "alerts_password": generate_secret()}
+            )
+            save_broker_secrets(data_dir, stored)
         return stored
     if (data_dir / "mosquitto" / DYNSEC_FILE).exists():
         raise ServiceError(
@@ -100,6 +112,8 @@ def _broker_secrets(settings: Settings, data_dir: Path) -> BrokerSecrets:
         ingest_password=generate_secret(),
         api_username=API_USER,
         api_password=generate_secret(),
+        alerts_username=ALERTS_USER,
+        alerts_password=generate_secret(),
     )
     path = save_broker_secrets(data_dir, secrets)
     logger.info("generated the platform's broker credentials in %s (mode 0600)", path)
@@ -123,6 +137,10 @@ def _provision(settings: Settings, secrets: BrokerSecrets, sim_file: Path) -> in
             admin.add_service(secrets.ingest_username, "ingester", secrets.ingest_password)
         if secrets.api_username not in known:
             admin.add_service(secrets.api_username, "api", secrets.api_password)
+        else:  # a broker provisioned before issue 10: the API role gains the alerts topic
+            admin.ensure_role(ROLE_PREFIX["api"], service_acls("api"))
+        if secrets.alerts_password is not None and secrets.alerts_username not in known:
+            admin.add_service(secrets.alerts_username, "alerts", secrets.alerts_password)
         for station in open_registry(settings):
             if station.revoked:
                 continue
@@ -146,6 +164,10 @@ def _client_env(secrets: BrokerSecrets, sim_file: Path) -> dict[str, str]:
         "MELTEMI_API_MQTT_USERNAME": secrets.api_username,
         "MELTEMI_API_MQTT_PASSWORD": secrets.api_password.get_secret_value(),
         "MELTEMI_SIM_CREDENTIALS_FILE": str(sim_file),
+        "MELTEMI_ALERTS_MQTT_USERNAME": secrets.alerts_username,
+        "MELTEMI_ALERTS_MQTT_PASSWORD": (
+            secrets.alerts_password.get_secret_value() if secrets.alerts_password else ""
+        ),
     }
 
 
@@ -192,6 +214,11 @@ def run(settings: Settings) -> int:
         ),
         ManagedProcess("api", _meltemi_argv("api"), None, env=_influx_env(env, influx_secrets.api)),
         ManagedProcess("simulator", _meltemi_argv("simulate", *SIMULATOR_ARGS), None, env=env),
+        # The alert engine reads readings and writes alert_messages: the ingester's credential
+        # (ALL on the database; the API's is read-only).
+        ManagedProcess(
+            "alerts", _meltemi_argv("alerts"), None, env=_influx_env(env, influx_secrets.ingest)
+        ),
     ]
     stop = threading.Event()
 
@@ -255,6 +282,7 @@ def run(settings: Settings) -> int:
         logger.error("%s", exc)
         return 1
     finally:
-        for process in reversed(started):  # simulator, api, rollup, ingester, influxd, mosquitto
+        # alerts, simulator, api, rollup, ingester, influxd, mosquitto
+        for process in reversed(started):
             process.stop()
     return 0

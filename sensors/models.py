@@ -25,6 +25,18 @@ from sensors.schema import QuarantineReason
 MAX_PAYLOAD_BYTES: Final = 256 * 1024  # CONTRACT §4: larger messages are quarantined whole
 MAX_READINGS_PER_MESSAGE: Final = 500  # CONTRACT §4: an offline buffer replays in arrays of ≤ 500
 MAX_VALUES_PER_READING: Final = 64  # the catalogue has 12; more is not a station talking
+MAX_DIAG_PER_READING: Final = 64  # diag keys are capped like values (issue 8)
+# Epoch seconds a ts may hold: years 1..9999, what RFC 3339 can write. Beyond it (a 4,000-digit
+# integer) the number is refused before any arithmetic on it (issue 8: it used to overflow).
+TS_MAX_ABS_S: Final = 253_402_300_799
+
+
+class TsOutOfRange(ValueError):
+    """A numeric ``ts`` beyond years 1..9999: ``ahead`` tells which side (issue 8)."""
+
+    def __init__(self, ahead: bool) -> None:
+        super().__init__("ts is out of range (years 1 to 9999)")
+        self.ahead = ahead
 
 
 class PayloadRefused(Exception):
@@ -49,7 +61,7 @@ class ReadingIn(BaseModel):
     ts: StrictInt | StrictFloat | StrictStr
     seq: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
     values: dict[str, RawValue] = Field(min_length=1, max_length=MAX_VALUES_PER_READING)
-    diag: dict[str, RawValue] | None = None
+    diag: dict[str, RawValue] | None = Field(None, max_length=MAX_DIAG_PER_READING)
 
 
 class StatusIn(BaseModel):
@@ -148,10 +160,14 @@ def parse_ts_ns(ts: int | float | str) -> int:
     if isinstance(ts, bool):
         raise ValueError("ts is a boolean")
     if isinstance(ts, int):
+        if abs(ts) > TS_MAX_ABS_S:
+            raise TsOutOfRange(ahead=ts > 0)
         return ts * 1_000_000_000
     if isinstance(ts, float):
         if not math.isfinite(ts):
             raise ValueError("ts is not finite")
+        if abs(ts) > TS_MAX_ABS_S:
+            raise TsOutOfRange(ahead=ts > 0)
         return round(ts * 1_000_000) * 1000
     if len(ts) > 40 or ("T" not in ts.upper() and " " not in ts):
         raise ValueError("ts is not an RFC 3339 date-time")

@@ -79,13 +79,28 @@ class StationHistory:
     """Recent values of one station, per parameter, ordered by observation time."""
 
     series: dict[str, _Series] = field(default_factory=dict)
+    # The newest observation time recorded: nothing is held at a later time (a reading newer
+    # than this cannot meet a stored value at its own ts, the write-once fast path).
+    latest_ns: int = -(2**63)
 
     def add(self, ts_ns: int, values: Mapping[str, float]) -> None:
         """Record an observation (replacing one at the same time) and forget old ones."""
+        if ts_ns > self.latest_ns:
+            self.latest_ns = ts_ns
         for parameter, value in values.items():
             serie = self.series.setdefault(parameter, _Series())
             serie.add(ts_ns, value)
             serie.trim(serie.ts[-1] - HISTORY_NS)
+
+    def value_at(self, parameter: str, ts_ns: int) -> float | None:
+        """Return the value recorded for ``parameter`` at exactly ``ts_ns``, if any."""
+        serie = self.series.get(parameter)
+        if serie is None:
+            return None
+        index = bisect.bisect_left(serie.ts, ts_ns)
+        if index < len(serie.ts) and serie.ts[index] == ts_ns:
+            return serie.values[index]
+        return None
 
     def earlier(self, parameter: str, ts_ns: int) -> tuple[list[int], list[float], int]:
         """Return (times, values, n): the first n entries are strictly earlier than ts_ns."""

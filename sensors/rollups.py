@@ -11,8 +11,9 @@ Layout (one point per station and window, tag ``station``, time = the window's s
   ``{p}__{s}_count`` (integer), ``{p}__{s}_sum``, ``{p}__{s}_min``, ``{p}__{s}_max``; for a
   direction also ``{p}__{s}_sin`` and ``{p}__{s}_cos``, the sums of the unit vector, whose
   ratio gives the vector mean. A window with no value of a set has none of its fields.
-- derived parameters are computed per reading from their inputs (good ones for ``good``),
-  rounded as nowhere else: not at all (as api.series_table's windows), then aggregated.
+- derived parameters defined per reading are computed from their inputs (good ones for
+  ``good``), unrounded (as api.series_table's windows), then aggregated; those defined on
+  hourly or daily means (EAQI levels, WHO ratios) are not rolled up.
 
 Every field of a coarser window is a plain combination of the finer ones (sum of counts and
 sums, min of minima, max of maxima), so a 3 h, 6 h, day or local-day window is read from the
@@ -40,7 +41,12 @@ DAY_NS: Final = 24 * HOUR_NS
 SETS: Final = ("good", "all")
 STATS: Final = ("count", "sum", "min", "max")
 VECTOR_STATS: Final = ("sin", "cos")
-ROLLED: Final = tuple(sorted(PARAMETER_IDS)) + tuple(DERIVED)
+# Derived parameters defined per reading; those defined on hourly or daily means (EAQI levels,
+# WHO ratios) are computed from raw readings by the API, never rolled up.
+PER_READING_DERIVED: Final = tuple(
+    spec.id for spec in DERIVED.values() if not spec.hourly and not spec.daily
+)
+ROLLED: Final = tuple(sorted(PARAMETER_IDS)) + PER_READING_DERIVED
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -112,7 +118,9 @@ def hourly(
             p: (column if value_set == "all" else np.where(good[p], column, np.nan))
             for p, column in values.items()
         }
-        derived = compute_derived(usable)
+        derived = {
+            p: column for p, column in compute_derived(usable).items() if p in PER_READING_DERIVED
+        }
         raw: dict[int, Fields] = {}
         for parameter, column in (*usable.items(), *derived.items()):
             _windows(ts_ns, np.asarray(column, dtype=np.float64), HOUR_NS, parameter, raw)

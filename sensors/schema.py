@@ -23,6 +23,14 @@ QC_SUFFIX: Final = "_qc"
 CHECK_SUFFIX: Final = "_check"
 
 RAW_PAYLOAD_MAX_BYTES: Final = 4096  # CONTRACT §3: quarantined payloads are truncated to 4 KiB
+# Quarantine records live in a retention policy of their own (issue 8), so that refused input
+# ages out without touching the readings' retention.
+QUARANTINE_RP: Final = "quarantine"
+# The quarantine as an InfluxQL source (retention policy and measurement, both plain names).
+QUARANTINE_FROM: Final = f'"{QUARANTINE_RP}"."{QUARANTINE}"'
+# Field of every quarantine record naming its message (a hash of topic and payload): the raw
+# payload is stored once, on the message's first record, and the others reference it.
+MSG_FIELD: Final = "msg"
 
 
 class QcFlag(StrEnum):
@@ -49,6 +57,10 @@ class QuarantineReason(StrEnum):
     INVALID_STATUS = "invalid_status"
     WRITE_REJECTED = "write_rejected"
     INTERNAL_ERROR = "internal_error"  # a bug met this message; it is kept, not lost
+    # issue 8: a bounded cost for every message
+    TOO_MANY_REFUSALS = "too_many_refusals"  # one record with the count past the per-message cap
+    RATE_EXCEEDED = "rate_exceeded"  # one record per station per interval with the count
+    CONFLICT = "conflict"  # a different value for an already stored (station, ts, parameter)
 
 
 def qc_field(parameter: str) -> str:

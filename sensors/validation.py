@@ -12,13 +12,17 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from sensors.catalog import CATALOG
-from sensors.models import PayloadRefused, ReadingIn, parse_readings, parse_ts_ns
+from sensors.models import PayloadRefused, ReadingIn, TsOutOfRange, parse_readings, parse_ts_ns
 from sensors.registry import StationRegistry
 from sensors.schema import QuarantineReason
 from sensors.topics import StationId
 
 DIAG_KEY_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}")
 NS_PER_S: Final = 1_000_000_000
+# Quarantine records one message may produce (issue 8: 500 readings x 64 unknown names made
+# 32,000). Past the cap the refusals are counted, and one ``too_many_refusals`` record carries
+# the count: a message then costs at most MAX_REFUSALS_PER_MESSAGE + 1 records.
+MAX_REFUSALS_PER_MESSAGE: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,20 @@ class Verdict:
     readings: list[AcceptedReading] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     readings_received: int = 0
+    # Refusals past MAX_REFUSALS_PER_MESSAGE: counted, not kept one by one.
+    refusals_over_cap: int = 0
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Keep a refusal, or only count it once the message has MAX_REFUSALS_PER_MESSAGE."""
+        if len(self.refusals) < MAX_REFUSALS_PER_MESSAGE:
+            self.refusals.append(refusal)
+        else:
+            self.refusals_over_cap += 1
+
+    @property
+    def refusals_total(self) -> int:
+        """Return every refusal of the message, kept or only counted."""
+        return len(self.refusals) + self.refusals_over_cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +95,20 @@ def judge_readings_message(
     try:
         readings = parse_readings(payload)
     except PayloadRefused as refused:
-        verdict.refusals.append(Refusal(refused.reason, refused.detail))
+        verdict.refuse(Refusal(refused.reason, refused.detail))
         return verdict
     verdict.readings_received = len(readings)
     station = registry.get(station_id)
     for reading in readings:
         seq = reading.seq
         if station is None:
-            verdict.refusals.append(
+            verdict.refuse(
                 Refusal(QuarantineReason.UNKNOWN_STATION, "station not in the registry", seq=seq)
             )
             continue
         ts_ns, refusal = _judge_ts(reading, received_ns, limits)
         if refusal is not None:
-            verdict.refusals.append(refusal)
+            verdict.refuse(refusal)
             continue
         values: dict[str, float] = {}
         for index, (parameter, raw) in enumerate(reading.values.items()):
@@ -99,10 +117,8 @@ def judge_readings_message(
                 values[parameter] = value
             else:
                 reason, detail = problem
-                verdict.refusals.append(
-                    Refusal(reason, detail, parameter[:100], ts_ns, seq, f"v{index}")
-                )
-        diag = _judge_diag(reading, ts_ns, verdict.refusals)
+                verdict.refuse(Refusal(reason, detail, parameter[:100], ts_ns, seq, f"v{index}"))
+        diag = _judge_diag(reading, ts_ns, verdict)
         if values:
             verdict.readings.append(AcceptedReading(station_id, ts_ns, seq, values, diag))
     return verdict
@@ -111,6 +127,9 @@ def judge_readings_message(
 def _judge_ts(reading: ReadingIn, received_ns: int, limits: Limits) -> tuple[int, Refusal | None]:
     try:
         ts_ns = parse_ts_ns(reading.ts)
+    except TsOutOfRange as exc:
+        reason = QuarantineReason.TS_IN_FUTURE if exc.ahead else QuarantineReason.TS_TOO_OLD
+        return 0, Refusal(reason, str(exc), seq=reading.seq)
     except (ValueError, OverflowError) as exc:
         return 0, Refusal(QuarantineReason.INVALID_SHAPE, f"ts: {exc}"[:200], seq=reading.seq)
     if ts_ns > received_ns + int(limits.future_tolerance_s * NS_PER_S):
@@ -148,7 +167,7 @@ def _judge_value(
     return value, None
 
 
-def _judge_diag(reading: ReadingIn, ts_ns: int, refusals: list[Refusal]) -> dict[str, float]:
+def _judge_diag(reading: ReadingIn, ts_ns: int, verdict: Verdict) -> dict[str, float]:
     diag: dict[str, float] = {}
     for index, (key, raw) in enumerate((reading.diag or {}).items()):
         problem: tuple[QuarantineReason, str] | None = None
@@ -166,7 +185,7 @@ def _judge_diag(reading: ReadingIn, ts_ns: int, refusals: list[Refusal]) -> dict
             else:
                 problem = QuarantineReason.NON_FINITE, "not finite"
         if problem is not None:
-            refusals.append(
+            verdict.refuse(
                 Refusal(problem[0], problem[1], f"diag.{key[:40]}", ts_ns, reading.seq, f"d{index}")
             )
     return diag

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ from meltemi.services import (
     raise_nofile_limit,
 )
 from sensors.settings import Settings
-from tests.helpers import prometheus_value, settings_env, wait_for
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, prometheus_value, settings_env, wait_for
 from tests.mqtt_clients import make_ca, openssl
 
 
@@ -347,3 +348,17 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
         )
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Debian Chromium for the module, driven by Playwright."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    with playwright_sync.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -224,3 +229,172 @@ def write_registry(path: Path, ids: list[str]) -> Path:
     ]
     path.write_text("\n".join(tables))
     return path
+
+
+def hostile_messages(
+    seed: int, n: int, station_ids: Sequence[str], base_ts: int
+) -> list[tuple[str, bytes]]:
+    """Return n distinct (topic, payload) messages mixing readings with hostile content
+    (issue 8, S6): random JSON, deep nesting, 1e400, NaN/±Infinity, duplicate keys, lone
+    surrogates, NUL, CR/LF, backslash, quotes, commas, equals signs, spaces, non-UTF-8 bytes,
+    huge numbers and unknown names. Reading-shaped messages always hold a valid
+    ``air_temperature`` and a ts unique across the whole set (so no two collide on a point)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    specials = ["\\", '"', ",", "=", " ", "\n", "\r", "\x00", "é", "\ud800", "\t", "{", "}"]
+    parameters = ["air_temperature", "relative_humidity", "wind_speed", "precipitation", "pm10"]
+
+    def text(k: int = 8) -> str:
+        return "".join(rng.choice(specials + list("abcXYZ019")) for _ in range(rng.randint(0, k)))
+
+    def scalar() -> object:
+        return rng.choice(
+            [
+                rng.uniform(-1e6, 1e6),
+                rng.randint(-(10**30), 10**30),
+                float("nan"),
+                float("inf"),
+                -float("inf"),
+                None,
+                True,
+                text(),
+                rng.uniform(0, 50),
+            ]
+        )
+
+    def junk(depth: int = 0) -> object:
+        kind = rng.random()
+        if depth > 3 or kind < 0.4:
+            return scalar()
+        if kind < 0.7:
+            return [junk(depth + 1) for _ in range(rng.randint(0, 4))]
+        return {"k" + text(4): junk(depth + 1) for _ in range(rng.randint(0, 4))}
+
+    ts_counter = iter(range(base_ts, base_ts - 10 * n - 10, -1))
+
+    def reading() -> dict[str, object]:
+        values: dict[str, object] = {"air_temperature": round(rng.uniform(5, 30), 2)}
+        for _ in range(rng.randint(0, 3)):
+            name = rng.choice([*parameters, text(6), "x" * rng.randint(1, 70)])
+            values.setdefault(name, scalar())
+        body: dict[str, object] = {"ts": next(ts_counter), "values": values}
+        if rng.random() < 0.3:
+            body["seq"] = rng.randint(0, 10**6)
+        if rng.random() < 0.3:
+            body["diag"] = {rng.choice(["battery_v", text(5)]): scalar() for _ in range(2)}
+        return body
+
+    def payload() -> bytes:
+        kind = rng.randrange(12)
+        if kind == 0:
+            return json.dumps(junk()).encode("utf-8", "surrogatepass")
+        if kind == 1:
+            depth = rng.choice([10, 500, 10_000])
+            return ("[" * depth + "]" * depth).encode()
+        if kind == 2:
+            return b'{"ts": 1e400, "values": {"air_temperature": 1e400}}'
+        if kind == 3:
+            return b'{"ts": 1, "ts": 2, "values": {"air_temperature": NaN}}'
+        if kind == 4:
+            return bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
+        if kind == 5:
+            return (
+                '{"ts": ' + "9" * rng.choice([20, 400, 4000]) + ', "values": {"a": 1}}'
+            ).encode()
+        if kind == 6:
+            return json.dumps([reading() for _ in range(rng.randint(1, 20))]).encode(
+                "utf-8", "surrogatepass"
+            )
+        if kind == 7:
+            body = json.dumps(reading()).encode("utf-8", "surrogatepass")
+            return body + text(3).encode("utf-8", "surrogatepass")  # trailing garbage sometimes
+        if kind == 8:
+            return ('{"ts": 1, "values": {"' + text(10) + '": -Infinity}}').encode(
+                "utf-8", "surrogatepass"
+            )
+        return json.dumps(reading()).encode("utf-8", "surrogatepass")
+
+    messages: dict[tuple[str, bytes], None] = {}
+    while len(messages) < n:
+        if rng.random() < 0.03:
+            topic = rng.choice(
+                ["stations/A!/readings", "stations/x/readings", "stations/-a/status"]
+            )
+        else:
+            kind = "status" if rng.random() < 0.1 else "readings"
+            topic = f"stations/{rng.choice(list(station_ids))}/{kind}"
+        messages[(topic, payload())] = None
+    return list(messages)
+
+
+class PassThroughProxy:
+    """A byte-for-byte TCP relay to a port on 127.0.0.1 (RELIABILITY (c): it relays and never
+    answers, so it is not a fake). Subclasses shape the answers in ``relay_answer``."""
+
+    def __init__(self, upstream_port: int, name: str = "pass-through-proxy") -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, name=name, daemon=True)
+        self.thread.start()
+
+    def relay_answer(self, chunk: bytes, sent: int) -> tuple[bytes, bool]:  # noqa: ARG002
+        """Return what to relay of an answer chunk (``sent`` bytes already relayed on this
+        connection) and whether to cut the connection after it."""
+        return chunk, False
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
+        sent = 0
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                cut = False
+                if answers:
+                    chunk, cut = self.relay_answer(chunk, sent)
+                target.sendall(chunk)
+                sent += len(chunk)
+                if cut:
+                    break
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        """Stop accepting."""
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+# Debian's Chromium for the browser tests, started as DEVELOPERS.md says (a test tool's own
+# browser download cannot work here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# The README's screenshots are regenerated on request only (a test run must not rewrite the tree):
+#   TEST_SCREENSHOTS_DIR=docs/screenshots .venv/bin/pytest tests/test_dashboard_browser.py
+SCREENSHOTS = Path(
+    os.environ.get("TEST_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="meltemi-screenshots-")
+)

@@ -29,7 +29,7 @@ from api.metrics import METHOD_LABELS, OTHER_METHOD, UNMATCHED_ROUTE
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors.settings import Settings
 from tests.api_fixtures import LIVE, ApiThread, api_settings, base_settings, serve
-from tests.helpers import prometheus_value, settings_env, wait_for
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, prometheus_value, settings_env, wait_for
 
 ADMIN = ("admin", "admin-pw-8f3k")
 READER_PASSWORD = "reader-pw-J7x2q"
@@ -294,9 +294,6 @@ def test_docs_are_served_from_this_origin_only(api, surface_settings):
         assert without.get("/openapi.json").status_code == 200
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
 def test_docs_render_in_a_browser_with_no_request_off_this_origin(api):
     """Swagger UI really starts from the vendored files: every request the page makes goes to
@@ -306,7 +303,7 @@ def test_docs_render_in_a_browser_with_no_request_off_this_origin(api):
     errors: list[str] = []
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         try:
             page = browser.new_page()

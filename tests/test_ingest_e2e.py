@@ -35,7 +35,7 @@ def quarantine_by_reason(settings) -> dict[str, int]:
     rows = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        'SELECT count("detail") FROM quarantine GROUP BY "reason"',
+        'SELECT count("detail") FROM "quarantine"."quarantine" GROUP BY "reason"',
     )
     return {row["reason"]: row["count"] for row in rows}
 
@@ -134,7 +134,7 @@ def test_every_validation_rule_is_quarantined_with_its_reason(settings, broker, 
     [big] = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        "SELECT raw, size FROM quarantine WHERE reason = 'too_large'",
+        "SELECT raw, size FROM quarantine.quarantine WHERE reason = 'too_large'",
     )
     assert (len(big["raw"]), big["size"]) == (4096, 256 * 1024 + 1)
 

@@ -74,7 +74,7 @@ def quarantined(settings: Settings) -> dict[str, int]:
     rows = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        'SELECT count("detail") FROM quarantine GROUP BY "reason"',
+        'SELECT count("detail") FROM "quarantine"."quarantine" GROUP BY "reason"',
     )
     return {row["reason"]: row["count"] for row in rows}
 
@@ -454,7 +454,7 @@ def test_r8_partial_write_rejection_quarantines_exactly_the_refused_line(
     [record] = influx_rows(
         settings.influx_url,
         settings.influx_db,
-        "SELECT * FROM quarantine WHERE reason = 'write_rejected'",
+        "SELECT * FROM quarantine.quarantine WHERE reason = 'write_rejected'",
     )
     assert "field type conflict" in record["detail"]
     assert "uv_index=3.0" in record["raw"]

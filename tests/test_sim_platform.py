@@ -80,7 +80,7 @@ def test_faults_are_flagged_or_quarantined_exactly_and_the_rest_stored(
         return influx_count(
             settings.influx_url,
             settings.influx_db,
-            'SELECT count("detail") FROM quarantine WHERE station =~ /^plat-/',
+            'SELECT count("detail") FROM "quarantine"."quarantine" WHERE station =~ /^plat-/',
         )
 
     def stored(station: str) -> int:
@@ -110,7 +110,8 @@ def test_faults_are_flagged_or_quarantined_exactly_and_the_rest_stored(
         return influx_rows(
             settings.influx_url,
             settings.influx_db,
-            f"SELECT * FROM quarantine WHERE station = '{station}' AND reason = '{reason}'",
+            "SELECT * FROM quarantine.quarantine "
+            f"WHERE station = '{station}' AND reason = '{reason}'",
         )
 
     expectations = [

@@ -18,6 +18,7 @@ from api.export import (
     ExportQuery,
     Renderer,
     Resume,
+    check_raw_derived,
     decode_cursor,
     encode_cursor,
     next_window_ns,
@@ -158,6 +159,7 @@ async def export(
     if query.layout != "long":
         raise SeriesRequestError("layout: an export is long; /v1/series answers wide")
     network = plan_network(registry, query, now_ns=now_ns, formats=FORMATS, max_points=None)
+    check_raw_derived(network.first)
     resume = decode_cursor(query)
     plans = resume_plans(network.plans, resume)
     plans = await bound_export(plans, reader, spans, settings, now_ns)

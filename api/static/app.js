@@ -26,12 +26,6 @@
   // Environment Canada's humidex degrees of comfort, highest first.
   const HUMIDEX_LEVELS = [["hx_danger", 46], ["hx_great", 40], ["hx_some", 30]];
 
-  const DERIVED = {
-    dew_point: { unit: "°C", inputs: ["air_temperature", "relative_humidity"] },
-    heat_index: { unit: "°C", inputs: ["air_temperature", "relative_humidity"] },
-    humidex: { unit: "°C", inputs: ["air_temperature", "relative_humidity"] },
-    apparent_temperature: { unit: "°C", inputs: ["air_temperature", "relative_humidity", "wind_speed"] },
-  };
   const PARAM_ORDER = [
     "air_temperature", "apparent_temperature", "heat_index", "humidex", "dew_point",
     "relative_humidity", "air_pressure", "wind_speed", "wind_gust", "wind_direction",
@@ -51,99 +45,41 @@
     [38.0, 23.603],
   ];
 
-  const TEXT = {
-    en: {
-      title: "Meltemi — Thriasio plain, live",
-      subtitle: "Microclimate stations in Elefsina, Aspropyrgos, Magoula, Mandra, Fyli and Ano Liosia",
-      skip: "Skip to content", controls: "Choices", parameter: "Parameter", station: "Station",
-      range: "Period", r24h: "24 h", r7d: "7 days", r30d: "30 days",
-      map: "Map of the plain",
-      mapNote: "Schematic: stations placed by latitude and longitude; approximate coastline.",
-      chart: "History", download: "Download the data on screen (CSV)",
-      heat: "Heat stress", stations: "Stations now",
-      footer: "Open data from the Meltemi network. Times in Greek time (Europe/Athens).", api: "API",
-      live_open: "Live", live_connecting: "Connecting…", live_closed: "Disconnected, retrying…",
-      online: "online", offline: "offline", noData: "no data yet", lastReading: "last reading",
-      loading: "Loading…", chartEmpty: "No data for this period.",
-      chartError: "Could not load the history.", mean: "mean", min: "min", max: "max",
-      sum: "total", time: "Time", noValue: "no data", bay: "Bay of Elefsina",
-      showStation: "Show the history of", heatIndex: "Heat index", humidexLabel: "Humidex",
-      cat_none: "Below caution", cat_caution: "Caution", cat_extreme_caution: "Extreme caution",
-      cat_danger: "Danger", cat_extreme_danger: "Extreme danger",
-      hx_none: "little or no discomfort", hx_some: "some discomfort",
-      hx_great: "great discomfort", hx_danger: "dangerous",
-      heatNote: "Categories: US NWS heat index. Humidex comfort: Environment Canada.",
-      legendNoData: "grey: no data",
-    },
-    el: {
-      title: "Μελτέμι — Θριάσιο Πεδίο, ζωντανά",
-      subtitle: "Μικροκλιματικοί σταθμοί σε Ελευσίνα, Ασπρόπυργο, Μαγούλα, Μάνδρα, Φυλή και Άνω Λιόσια",
-      skip: "Μετάβαση στο περιεχόμενο", controls: "Επιλογές", parameter: "Μέγεθος", station: "Σταθμός",
-      range: "Περίοδος", r24h: "24 ώρες", r7d: "7 ημέρες", r30d: "30 ημέρες",
-      map: "Χάρτης του πεδίου",
-      mapNote: "Σχηματικός χάρτης: οι σταθμοί τοποθετούνται κατά γεωγραφικό πλάτος και μήκος· η ακτογραμμή είναι κατά προσέγγιση.",
-      chart: "Ιστορικό", download: "Λήψη των δεδομένων της οθόνης (CSV)",
-      heat: "Θερμική καταπόνηση", stations: "Οι σταθμοί τώρα",
-      footer: "Ανοιχτά δεδομένα του δικτύου Μελτέμι. Ώρα Ελλάδας (Ευρώπη/Αθήνα).", api: "API",
-      live_open: "Ζωντανά", live_connecting: "Σύνδεση…", live_closed: "Αποσυνδέθηκε, νέα προσπάθεια…",
-      online: "σε λειτουργία", offline: "εκτός λειτουργίας", noData: "χωρίς δεδομένα ακόμη",
-      lastReading: "τελευταία μέτρηση", loading: "Φόρτωση…",
-      chartEmpty: "Δεν υπάρχουν δεδομένα για αυτή την περίοδο.",
-      chartError: "Δεν ήταν δυνατή η φόρτωση του ιστορικού.", mean: "μέση τιμή", min: "ελάχιστη",
-      max: "μέγιστη", sum: "σύνολο", time: "Ώρα", noValue: "χωρίς δεδομένα", bay: "Κόλπος Ελευσίνας",
-      showStation: "Εμφάνιση ιστορικού:", heatIndex: "Δείκτης θερμότητας", humidexLabel: "Humidex",
-      cat_none: "Κάτω από «Προσοχή»", cat_caution: "Προσοχή", cat_extreme_caution: "Ιδιαίτερη προσοχή",
-      cat_danger: "Κίνδυνος", cat_extreme_danger: "Άκρος κίνδυνος",
-      hx_none: "ελάχιστη ή καμία δυσφορία", hx_some: "κάποια δυσφορία",
-      hx_great: "μεγάλη δυσφορία", hx_danger: "επικίνδυνο",
-      heatNote: "Κατηγορίες: δείκτης θερμότητας της NWS (ΗΠΑ). Humidex: Environment Canada.",
-      legendNoData: "γκρι: χωρίς δεδομένα",
-    },
-  };
-  const PARAM_NAMES = {
-    en: {
-      air_temperature: "Air temperature", relative_humidity: "Relative humidity",
-      air_pressure: "Air pressure", wind_speed: "Wind speed", wind_gust: "Wind gust",
-      wind_direction: "Wind direction", precipitation: "Precipitation",
-      solar_radiation: "Solar radiation", uv_index: "UV index", pm1: "PM1", pm2_5: "PM2.5",
-      pm10: "PM10", dew_point: "Dew point", heat_index: "Heat index", humidex: "Humidex",
-      apparent_temperature: "Apparent temperature",
-    },
-    el: {
-      air_temperature: "Θερμοκρασία αέρα", relative_humidity: "Σχετική υγρασία",
-      air_pressure: "Ατμοσφαιρική πίεση", wind_speed: "Ταχύτητα ανέμου", wind_gust: "Ριπή ανέμου",
-      wind_direction: "Διεύθυνση ανέμου", precipitation: "Υετός",
-      solar_radiation: "Ηλιακή ακτινοβολία", uv_index: "Δείκτης UV", pm1: "ΑΣ1", pm2_5: "ΑΣ2,5",
-      pm10: "ΑΣ10", dew_point: "Σημείο δρόσου", heat_index: "Δείκτης θερμότητας",
-      humidex: "Humidex", apparent_temperature: "Αισθητή θερμοκρασία",
-    },
-  };
-  const UNITS = {
-    en: { "1": "", "°": "°", mm: "mm", "m/s": "m/s", hPa: "hPa" },
-    el: { "1": "", "°": "°", mm: "χιλ.", "m/s": "μ/δ", hPa: "hPa" },
-  };
-  const COMPASS = {
-    en: ["N", "NE", "E", "SE", "S", "SW", "W", "NW"],
-    el: ["Β", "ΒΑ", "Α", "ΝΑ", "Ν", "ΝΔ", "Δ", "ΒΔ"],
-  };
-  // Greek for the place and site names of the registry ("Place, Site"); unknown parts stay as
-  // the registry writes them.
-  const PLACES = {
-    el: {
-      Elefsina: "Ελευσίνα", Aspropyrgos: "Ασπρόπυργος", Magoula: "Μαγούλα", Mandra: "Μάνδρα",
-      "Mandra-Eidyllia": "Μάνδρα-Ειδυλλία", Fyli: "Φυλή", "Ano Liosia": "Άνω Λιόσια", Zefyri: "Ζεφύρι",
-      "Town Hall": "Δημαρχείο", Seafront: "Παραλία", "Western Industrial Zone": "Δυτική Βιομηχανική Ζώνη",
-      "Town Centre": "Κέντρο", "Refinery Fence Line": "Όριο διυλιστηρίου",
-      "Lake Koumoundourou": "Λίμνη Κουμουνδούρου", "Thriasio Freight Centre": "Εμπορευματικό Κέντρο Θριασίου",
-      "Primary School": "Δημοτικό Σχολείο", "Pateras Foothills": "Πρόποδες Πατέρα", Chasia: "Χασιά",
-      "Sports Centre": "Αθλητικό Κέντρο",
-    },
-  };
+  // Message catalogues: one JSON file per language under /static/i18n/, the same keys in each
+  // (tests/test_i18n.py). A value is a string with {placeholders}, or a plural object keyed by
+  // the language's Intl.PluralRules categories. English is the fallback for a missing key: in
+  // production it is shown in English (a static element also gets lang="en"), warned on the
+  // console and listed in <html data-i18n-missing>; with ?i18n=test it is shown as ⟦key⟧ text.
+  const LANGS = ["el", "en", "sq", "ar", "fa", "ur", "uk", "ka"];
+  const DEFAULT_LANG = "el";
+  const FALLBACK_LANG = "en";
+  // Browser language tags that mean one of ours: Dari (prs) reads the Persian catalogue.
+  const LANG_ALIASES = { prs: "fa", "fa-af": "fa" };
+  const STORAGE_KEY = "meltemi.lang";
+  const TEST_MODE = new URLSearchParams(location.search).get("i18n") === "test";
+
+  // Plain-language levels (sensors/heat.py, sensors/fwi.py, sensors/airquality.py ids), lowest
+  // first. The heat-index and discomfort levels of a station are computed here from its latest
+  // values; the air-quality level from its latest PM values (indicative: the EAQI is defined on
+  // hourly means); the fire-weather class is daily and not on this page yet.
+  const DI_LOWER_BOUNDS = [[32, "medical_emergency"], [29, "severe_stress"], [27, "most_discomfort"], [24, "over_half_discomfort"], [21, "under_half_discomfort"]];
+  const EAQI_LEVELS = ["good", "fair", "moderate", "poor", "very_poor", "extremely_poor"];
+  const EAQI_UPPER_EDGES = { pm2_5: [5, 15, 50, 90, 140], pm10: [15, 45, 120, 195, 270] };
+  const SCALES = [
+    { id: "heat_index", levels: ["none", "caution", "extreme_caution", "danger", "extreme_danger"], level: (id) => heatCategory(currentValue(id, "heat_index")) },
+    { id: "discomfort", levels: ["no_discomfort", "under_half_discomfort", "over_half_discomfort", "most_discomfort", "severe_stress", "medical_emergency"], level: (id) => discomfortClass(currentValue(id, "air_temperature"), currentValue(id, "relative_humidity")) },
+    { id: "fire", levels: ["very_low", "low", "moderate", "high", "very_high", "extreme"], level: () => null, note: "scaleNote.fire" },
+    { id: "air", levels: EAQI_LEVELS, level: (id) => airLevel(id), note: "scaleNote.air" },
+  ];
+
   // Viridis, sampled: perceptually uniform and readable for colour-blind visitors.
+  const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
   const PALETTE = ["#440154", "#414487", "#2a788e", "#22a884", "#7ad151", "#fde725"];
 
   const state = {
-    lang: "en",
+    lang: DEFAULT_LANG,
+    catalogues: new Map(),
+    missing: new Set(),
     stations: [],
     byId: new Map(),
     params: new Map(),
@@ -158,8 +94,56 @@
   };
 
   const $ = (id) => document.getElementById(id);
-  const t = (key) => (TEXT[state.lang] && TEXT[state.lang][key]) || TEXT.en[key] || key;
-  const locale = () => (state.lang === "el" ? "el-GR" : "en-GB");
+
+  // --- messages ---------------------------------------------------------------------------
+
+  function catalogue(lang) {
+    return state.catalogues.get(lang) || {};
+  }
+  function reportMissing(key) {
+    if (state.missing.has(state.lang + ":" + key)) return;
+    state.missing.add(state.lang + ":" + key);
+    console.warn("meltemi i18n: no \"" + key + "\" in the " + state.lang + " catalogue; shown in English");
+    document.documentElement.dataset.i18nMissing = [...state.missing].join(" ");
+  }
+  // The message of a key, falling back to English (see above); {name} placeholders from vars.
+  function lookup(key) {
+    const own = catalogue(state.lang)[key];
+    if (own !== undefined) return { value: own, fallback: false };
+    reportMissing(key);
+    const english = catalogue(FALLBACK_LANG)[key];
+    return { value: english === undefined ? key : english, fallback: true };
+  }
+  function fill(text, vars) {
+    return String(text).replace(/\{(\w+)\}/g, (m, name) => {
+      if (!vars || !(name in vars)) return m;
+      const v = vars[name];
+      return typeof v === "number" ? new Intl.NumberFormat(locale()).format(v) : String(v);
+    });
+  }
+  function mark(text, key, fallback) {
+    return fallback && TEST_MODE ? "⟦" + key + "⟧ " + text : text;
+  }
+  function t(key, vars) {
+    const { value, fallback } = lookup(key);
+    const text = typeof value === "string" ? value : (value && value.other) || key;
+    return mark(fill(text, vars), key, fallback);
+  }
+  // A counted message: the plural category of count in this language (Intl.PluralRules).
+  function tp(key, count, vars) {
+    const { value, fallback } = lookup(key);
+    const category = new Intl.PluralRules(locale()).select(count);
+    let text = value && typeof value === "object" ? value[category] : undefined;
+    let missing = fallback;
+    if (text === undefined) {
+      reportMissing(key + "." + category);
+      missing = true;
+      text = (catalogue(FALLBACK_LANG)[key] || {}).other || key;
+    }
+    return mark(fill(text, { ...vars, count }), key, missing);
+  }
+  const has = (key) => Object.prototype.hasOwnProperty.call(catalogue(state.lang), key);
+  const locale = () => catalogue(state.lang)["meta.locale"] || "en-GB";
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -171,6 +155,8 @@
     for (const child of children || []) if (child) node.append(child);
     return node;
   }
+  // Station names and numbers with units are isolated from the text around them (RTL pages).
+  const bdi = (text) => el("bdi", { text });
   function svg(tag, attrs) {
     const node = document.createElementNS(SVG_NS, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
@@ -180,12 +166,13 @@
   // --- formatting -------------------------------------------------------------------------
 
   function paramName(id) {
-    return PARAM_NAMES[state.lang][id] || (state.params.get(id) || {}).name || id;
+    if (catalogue(FALLBACK_LANG)["param." + id] !== undefined) return t("param." + id);
+    return (state.params.get(id) || {}).name || id;
   }
   function unitOf(id) {
-    const raw = (state.params.get(id) || DERIVED[id] || {}).unit || "";
-    const table = UNITS[state.lang];
-    return Object.prototype.hasOwnProperty.call(table, raw) ? table[raw] : raw;
+    const raw = (state.params.get(id) || {}).unit || "";
+    if (raw === "1") return "";
+    return catalogue(FALLBACK_LANG)["unit." + raw] !== undefined ? t("unit." + raw) : raw;
   }
   function formatNumber(id, value) {
     const digits = Object.prototype.hasOwnProperty.call(DIGITS, id) ? DIGITS[id] : 1;
@@ -195,7 +182,7 @@
     if (value === undefined || value === null || Number.isNaN(value)) return "—";
     const unit = unitOf(id);
     let text = formatNumber(id, value) + (unit ? (unit === "°" || unit === "%" ? "" : "\u00a0") + unit : "");
-    if (id === "wind_direction") text += " " + COMPASS[state.lang][Math.round(value / 45) % 8];
+    if (id === "wind_direction") text += " " + t("compass." + COMPASS[Math.round(value / 45) % 8]);
     return text;
   }
   function formatTime(iso) {
@@ -211,7 +198,7 @@
     return rtf.format(Math.round(seconds / 86400), "day");
   }
   function municipality(name) {
-    return (PLACES[state.lang] || {})[name] || name;
+    return catalogue(FALLBACK_LANG)["place." + name] !== undefined ? t("place." + name) : name;
   }
   function stationName(s) {
     return String(s.name).split(", ").map(municipality).join(", ");
@@ -244,7 +231,8 @@
   function availableParameters() {
     const have = new Set();
     for (const s of state.stations) for (const p of s.parameters || []) have.add(p);
-    for (const [id, spec] of Object.entries(DERIVED)) if (spec.inputs.every((p) => have.has(p))) have.add(id);
+    // Derived parameters and their inputs come from /v1/parameters (derived: true, inputs).
+    for (const spec of state.params.values()) if (spec.derived && !spec.min_interval && spec.inputs.every((p) => have.has(p))) have.add(spec.id);
     const order = (id) => { const i = PARAM_ORDER.indexOf(id); return i < 0 ? 99 : i; };
     return [...have].sort((a, b) => order(a) - order(b));
   }
@@ -255,7 +243,9 @@
     const pSel = $("parameter");
     pSel.replaceChildren(...availableParameters().map((id) => {
       const unit = unitOf(id);
-      return el("option", { value: id, text: paramName(id) + (unit ? " (" + unit + ")" : "") });
+      // An option cannot hold <bdi>: on right-to-left pages the unit is isolated with LRI/PDI.
+      const isolated = document.documentElement.dir === "rtl" ? "\u2066" + unit + "\u2069" : unit;
+      return el("option", { value: id, text: paramName(id) + (unit ? " (" + isolated + ")" : "") });
     }));
     pSel.value = state.parameter;
     const sSel = $("station");
@@ -374,11 +364,12 @@
     const legend = $("legend");
     if (!Number.isFinite(scale.min)) { legend.replaceChildren(el("span", { text: t("legendNoData") })); return; }
     const bar = el("span", { className: "bar" });
-    bar.style.background = "linear-gradient(to right, " + PALETTE.join(", ") + ")";
+    // Low to high along the reading direction, as the labels around the bar.
+    bar.style.background = "linear-gradient(" + (document.documentElement.dir === "rtl" ? "to left" : "to right") + ", " + PALETTE.join(", ") + ")";
     legend.replaceChildren(
       el("span", { text: paramName(state.parameter) + ":" }),
-      el("span", { text: formatValue(state.parameter, scale.min) }), bar,
-      el("span", { text: formatValue(state.parameter, scale.max) }),
+      bdi(formatValue(state.parameter, scale.min)), bar,
+      bdi(formatValue(state.parameter, scale.max)),
       el("span", { text: "· " + t("legendNoData") }),
     );
   }
@@ -396,19 +387,19 @@
   function renderCard(s) {
     const entry = state.latest.get(s.id);
     const online = stationOnline(s.id);
-    const button = el("button", { type: "button", text: stationName(s), "aria-label": t("showStation") + " " + stationName(s) });
+    const button = el("button", { type: "button", "aria-label": t("showStation") + " " + stationName(s) }, [bdi(stationName(s))]);
     button.addEventListener("click", () => selectStation(s.id, true));
     const age = entry ? el("span", { className: "age", "data-ts": entry.ts, title: formatTime(entry.ts), text: t("lastReading") + ": " + formatAge(entry.ts) }) : el("span", { className: "age", text: t("noData") });
     const dl = el("dl");
     for (const p of cardParameters(s)) {
       const v = entry && entry.values ? entry.values[p] : undefined;
-      dl.append(el("dt", { text: paramName(p) }), el("dd", { "data-p": p, text: formatValue(p, v) }));
+      dl.append(el("dt", { text: paramName(p) }), el("dd", { "data-p": p }, [bdi(formatValue(p, v))]));
     }
     return el("li", { className: "card" + (s.id === state.station ? " selected" : ""), "data-station": s.id }, [
       el("h3", {}, [button]),
       el("div", { className: "meta" }, [
         el("span", { className: "badge " + (online ? "online" : "offline"), text: online ? t("online") : t("offline") }),
-        el("span", { text: municipality(s.municipality) }),
+        el("span", {}, [bdi(municipality(s.municipality))]),
         age,
       ]),
       dl,
@@ -455,7 +446,7 @@
   function renderHeat() {
     const legend = ["caution", "extreme_caution", "danger", "extreme_danger"].map((id) => {
       const from = HEAT_CATEGORIES.find((c) => c[0] === id)[1];
-      return el("li", {}, [el("span", { className: "cat cat-" + id, text: t("cat_" + id) + " ≥ " + formatValue("heat_index", from) })]);
+      return el("li", {}, [el("span", { className: "cat cat-" + id }, [swatch("heat_index", id), t("level.heat_index." + id) + " ≥ ", bdi(formatValue("heat_index", from))])]);
     });
     $("heat-legend").replaceChildren(...legend, el("li", { className: "note", text: t("heatNote") }));
     const rows = state.stations
@@ -466,15 +457,78 @@
       const cat = heatCategory(hi);
       const level = humidexLevel(hx);
       return el("li", { "data-heat": s.id }, [
-        el("span", { text: stationName(s) }),
+        el("span", {}, [bdi(stationName(s))]),
         el("span", { className: "vals" }, [
-          el("span", { text: t("heatIndex") + " " + formatValue("heat_index", hi) + " " }),
-          cat ? el("span", { className: "cat cat-" + cat, text: t("cat_" + cat) }) : null,
+          el("span", {}, [t("heatIndex") + " ", bdi(formatValue("heat_index", hi)), " "]),
+          cat ? el("span", { className: "cat cat-" + cat }, [swatch("heat_index", cat), t("level.heat_index." + cat)]) : null,
         ]),
-        el("span", { className: "note", text: t("humidexLabel") + " " + formatValue("humidex", hx) + (level ? " — " + t(level) : "") }),
+        el("span", { className: "note" }, [t("humidexLabel") + " ", bdi(formatValue("humidex", hx)), level ? " — " + t(level) : ""]),
       ]);
     }));
     if (!rows.length) $("heat").replaceChildren(el("li", { className: "note", text: t("noData") }));
+  }
+
+  // --- plain-language levels --------------------------------------------------------------
+
+  function discomfortClass(temperature, humidity) {
+    if (!Number.isFinite(temperature) || !Number.isFinite(humidity)) return null;
+    const di = temperature - 0.55 * (1 - 0.01 * humidity) * (temperature - 14.5); // Thom, °C and %
+    for (const [from, id] of DI_LOWER_BOUNDS) if (di >= from) return id;
+    return "no_discomfort";
+  }
+  function airLevel(id) {
+    let worst = -1;
+    for (const [pollutant, edges] of Object.entries(EAQI_UPPER_EDGES)) {
+      const v = currentValue(id, pollutant);
+      if (!Number.isFinite(v)) continue;
+      let index = edges.findIndex((upper) => v <= upper);
+      if (index < 0) index = edges.length;
+      worst = Math.max(worst, index);
+    }
+    return worst < 0 ? null : EAQI_LEVELS[worst];
+  }
+  // A level's colour sample with a pattern that grows denser with the level: colour is never
+  // the only carrier (the name and "level n of N" are written next to it).
+  function swatch(scale, level) {
+    const spec = SCALES.find((sc) => sc.id === scale);
+    const rank = spec ? spec.levels.indexOf(level) : 0;
+    const steps = spec ? spec.levels.length : 6;
+    const tone = Math.round((rank * 5) / (steps - 1));
+    return el("span", { className: "swatch tone-" + tone + " pat-" + tone, "aria-hidden": "true" });
+  }
+
+  function renderWarnings() {
+    const sections = SCALES.map((scale) => {
+      const counts = new Map();
+      for (const s of state.stations) {
+        const level = scale.level(s.id);
+        if (level) counts.set(level, (counts.get(level) || 0) + 1);
+      }
+      const items = scale.levels.map((level, i) => {
+        const count = counts.get(level) || 0;
+        const key = scale.id === "heat_index" ? "level.heat_index." + level : "level." + scale.id + "." + level;
+        return el("li", { className: "level" + (count ? " current" : ""), "data-level": level }, [
+          el("p", { className: "level-name" }, [
+            swatch(scale.id, level),
+            el("strong", { text: t(key) }),
+            el("span", { className: "rank", text: " (" + t("levelOf", { n: i + 1, total: scale.levels.length }) + ")" }),
+            count ? el("span", { className: "now", text: " — " + tp("nowAt", count) }) : null,
+          ]),
+          el("p", { className: "advice", text: t("advice." + scale.id + "." + level) }),
+        ]);
+      });
+      return el("section", { className: "scale", "data-scale": scale.id }, [
+        el("h3", { text: t("scale." + scale.id) }),
+        scale.note ? el("p", { className: "note", text: t(scale.note) }) : null,
+        el("ol", { className: "levels" }, items),
+      ]);
+    });
+    $("warnings").replaceChildren(...sections);
+  }
+
+  function renderSummary() {
+    const reporting = state.stations.filter((s) => stationOnline(s.id)).length;
+    $("summary").textContent = tp("stationsReporting", reporting, { total: state.stations.length, minutes: OFFLINE_AFTER_MS / 60000 });
   }
 
   // --- chart ------------------------------------------------------------------------------
@@ -614,6 +668,8 @@
       updateCard(entry.station, Object.keys(entry.values || {}));
       renderMap();
       renderHeat();
+      renderWarnings();
+      renderSummary();
     });
     source.addEventListener("status", (event) => {
       let status;
@@ -621,6 +677,7 @@
       if (!status || !state.byId.has(status.station)) return;
       state.status.set(status.station, status.state);
       updateCard(status.station, []);
+      renderSummary();
     });
     source.addEventListener("reset", () => { loadLatest().then(renderAll); });
   }
@@ -632,15 +689,34 @@
 
   // --- language ---------------------------------------------------------------------------
 
-  function applyLanguage(lang) {
-    state.lang = TEXT[lang] ? lang : "en";
-    document.documentElement.lang = state.lang;
+  async function loadCatalogue(lang) {
+    if (!state.catalogues.has(lang)) state.catalogues.set(lang, await getJSON("/static/i18n/" + lang + ".json"));
+    return state.catalogues.get(lang);
+  }
+
+  async function applyLanguage(lang, remember) {
+    const wanted = LANGS.includes(lang) ? lang : FALLBACK_LANG;
+    await Promise.all([loadCatalogue(FALLBACK_LANG), loadCatalogue(wanted)]);
+    state.lang = wanted;
+    const root = document.documentElement;
+    root.lang = state.lang;
+    root.dir = catalogue(state.lang)["meta.dir"] === "rtl" ? "rtl" : "ltr";
     document.title = t("title");
-    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
-    for (const button of document.querySelectorAll("[data-lang]")) {
-      button.setAttribute("aria-pressed", String(button.dataset.lang === state.lang));
+    for (const node of document.querySelectorAll("[data-i18n]")) {
+      const key = node.dataset.i18n;
+      node.textContent = t(key);
+      if (has(key)) node.removeAttribute("lang");
+      else node.setAttribute("lang", FALLBACK_LANG); // the English fallback, pronounced as such
     }
-    try { localStorage.setItem("meltemi.lang", state.lang); } catch (e) { /* private mode */ }
+    $("lang").value = state.lang;
+    $("lang-en").hidden = state.lang === FALLBACK_LANG;
+    if (remember) {
+      try { localStorage.setItem(STORAGE_KEY, state.lang); } catch (e) { /* private mode */ }
+      // A shared or reloaded address keeps the choice.
+      const url = new URL(location.href);
+      url.searchParams.set("lang", state.lang);
+      history.replaceState(null, "", url);
+    }
     setLive($("live").dataset.state || "connecting");
     renderAll();
   }
@@ -651,28 +727,39 @@
     renderMap();
     renderCards();
     renderHeat();
+    renderWarnings();
+    renderSummary();
     loadChart();
   }
 
+  // The language of the page: ?lang=, then the visitor's stored choice, then the browser's
+  // languages in order, then Greek.
+  function supported(tag) {
+    const lower = String(tag || "").toLowerCase();
+    if (LANG_ALIASES[lower]) return LANG_ALIASES[lower];
+    const base = lower.split("-")[0];
+    return LANG_ALIASES[base] || (LANGS.includes(base) ? base : null);
+  }
   function initialLanguage() {
+    const fromUrl = supported(new URLSearchParams(location.search).get("lang"));
+    if (fromUrl) return fromUrl;
     try {
-      const saved = localStorage.getItem("meltemi.lang");
-      if (saved && TEXT[saved]) return saved;
+      const saved = supported(localStorage.getItem(STORAGE_KEY));
+      if (saved) return saved;
     } catch (e) { /* private mode */ }
-    const langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || "en"];
-    return langs.some((l) => String(l).toLowerCase().startsWith("el")) ? "el" : "en";
+    const langs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language];
+    for (const tag of langs) { const lang = supported(tag); if (lang) return lang; }
+    return DEFAULT_LANG;
   }
 
   async function start() {
-    for (const button of document.querySelectorAll("[data-lang]")) {
-      button.addEventListener("click", () => applyLanguage(button.dataset.lang));
-    }
+    $("lang").addEventListener("change", (e) => { applyLanguage(e.target.value, true); });
     for (const button of document.querySelectorAll("[data-range]")) {
       button.addEventListener("click", () => { state.range = button.dataset.range; renderControls(); loadChart(); });
     }
     $("parameter").addEventListener("change", (e) => { state.parameter = e.target.value; renderMap(); loadChart(); });
     $("station").addEventListener("change", (e) => selectStation(e.target.value, false));
-    applyLanguage(initialLanguage());
+    await applyLanguage(initialLanguage(), false);
 
     const [stations, parameters] = await Promise.all([getJSON("/v1/stations"), getJSON("/v1/parameters")]);
     state.stations = listOf(stations, "stations");
