@@ -24,6 +24,7 @@ from api.series_table import (
     raw_points,
     stored_windows,
 )
+from sensors.derived import DERIVED
 
 
 async def run_statements(
@@ -74,6 +75,9 @@ def _windows_of(
     return windows
 
 
+OF_MEANS = frozenset(spec.id for spec in DERIVED.values() if spec.hourly or spec.daily)
+
+
 def window_end_ns(plan: SeriesPlan, start_ns: int) -> int:
     """Return the end of the window starting at ``start_ns``."""
     zone = plan.window_tz
@@ -94,7 +98,8 @@ def add_completeness(plan: SeriesPlan, windows: dict[str, Windows], points: list
         present = {
             p: int(count)
             for p in plan.parameters
-            if isinstance(count := windows.get(p, {}).get(ts, {}).get("count"), int | float)
+            if p not in OF_MEANS  # hourly/daily means: their count is of hours or days
+            and isinstance(count := windows.get(p, {}).get(ts, {}).get("count"), int | float)
         }
         point["completeness"] = {"expected": expected, "present": present}
 
