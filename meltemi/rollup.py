@@ -38,13 +38,23 @@ from typing import Final
 import httpx
 
 from api.influx import SeriesOut, StatementResult
-from api.influxql import InfluxQL, quote_identifier, time_literal
+from api.influxql import InfluxQL, quote_identifier, quote_string, time_literal
 from api.queries import raw_readings
 from api.series_table import ReadingArrays
 from sensors import schema
 from sensors.catalog import PARAMETER_IDS
 from sensors.registry import Station, StationRegistry, open_registry
-from sensors.rollups import DAY_NS, HOUR_NS, ROLLUP_1D, ROLLUP_1H, ROLLUP_STATE, daily, hourly
+from sensors.rollups import (
+    ALL_FIELDS,
+    DAY_NS,
+    HOUR_NS,
+    ROLLUP_1D,
+    ROLLUP_1H,
+    ROLLUP_STATE,
+    Fields,
+    combine,
+    hourly,
+)
 from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,6 +62,7 @@ logger = logging.getLogger(__name__)
 NS: Final = 1_000_000_000
 CHUNK_ROWS: Final = 10_000
 WRITE_BATCH: Final = 5_000  # lines per /write
+RUN_GAP_NS: Final = 6 * HOUR_NS  # changed hours closer than this are read in one statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +183,11 @@ class RollupKeeper:
                 counts[(station_id, ts)] = figures
         return counts
 
-    def dirty_days(
+    def dirty_hours(
         self, start_ns: int, end_ns: int, *, every: bool = False
     ) -> set[tuple[str, int]]:
-        """Return the (station, UTC day) whose raw value counts differ from their rollups
-        (registered stations and parameters only); with ``every``, each day with data."""
+        """Return the (station, hour) whose raw value counts differ from their rollups
+        (registered stations and parameters only); with ``every``, each hour with data."""
         start_ns = start_ns // HOUR_NS * HOUR_NS
         where = f"WHERE time >= {time_literal(start_ns)} AND time < {time_literal(end_ns)}"
         station = quote_identifier(schema.STATION_TAG)
@@ -208,43 +219,83 @@ class RollupKeeper:
             have = {p: n for p, n in raw.get(key, {}).items() if p in mine}
             kept = {p: n for p, n in rolled.get(key, {}).items() if p in mine}
             if have != kept or (every and have):
-                dirty.add((key[0], key[1] // DAY_NS * DAY_NS))
+                dirty.add(key)
         return dirty
 
     # --- recomputing --------------------------------------------------------------------
 
-    def rebuild_day(self, station: Station, day_ns: int) -> int:
-        """Recompute one station's hours of one UTC day and the day; return points written."""
-        statement = raw_readings(
-            station.id, station.parameters, start_ns=day_ns, end_ns=day_ns + DAY_NS, limit=None
-        )
-        series = self.query(statement)
-        result = StatementResult.model_construct(series=series[:1])
-        readings = ReadingArrays(result, station.parameters)
-        if readings.size == 0:
-            return 0
-        values = {p: readings.values[p] for p in station.parameters}
-        hours = hourly(readings.ts, values, readings.good)
-        days = daily(hours)
-        lines = [_line(ROLLUP_1H, station.id, fields, ts) for ts, fields in hours.items()]
-        lines += [_line(ROLLUP_1D, station.id, fields, ts) for ts, fields in days.items()]
+    def rebuild_hours(self, station: Station, hours: list[int]) -> set[int]:
+        """Recompute some hours of one station from raw, then the UTC days holding them from
+        their hourly points; return those days."""
+        runs: list[list[int]] = []
+        for hour in sorted(hours):
+            if runs and hour - runs[-1][-1] <= RUN_GAP_NS:
+                runs[-1].append(hour)
+            else:
+                runs.append([hour])
+        lines = []
+        for run in runs:
+            statement = raw_readings(
+                station.id,
+                station.parameters,
+                start_ns=run[0],
+                end_ns=run[-1] + HOUR_NS,
+                limit=None,
+            )
+            result = StatementResult.model_construct(series=self.query(statement)[:1])
+            readings = ReadingArrays(result, station.parameters)
+            if readings.size == 0:
+                continue
+            values = {p: readings.values[p] for p in station.parameters}
+            computed = hourly(readings.ts, values, readings.good)
+            lines += [_line(ROLLUP_1H, station.id, fields, ts) for ts, fields in computed.items()]
         self.write(lines)
-        return len(lines)
+        days = {hour // DAY_NS * DAY_NS for hour in hours}
+        day_lines = []
+        for day in sorted(days):
+            fields = combine(self.hour_points(station.id, day))
+            if fields:
+                day_lines.append(_line(ROLLUP_1D, station.id, fields, day))
+        self.write(day_lines)
+        return days
+
+    def hour_points(self, station_id: str, day_ns: int) -> list[Fields]:
+        """Return the fields of a station's hourly points of one UTC day, as written."""
+        text = InfluxQL(
+            f"SELECT * FROM {quote_identifier(ROLLUP_1H)} "
+            f"WHERE {quote_identifier(schema.STATION_TAG)} = {quote_string(station_id)} "
+            f"AND time >= {time_literal(day_ns)} AND time < {time_literal(day_ns + DAY_NS)}"
+        )
+        points = []
+        for series in self.query(text):
+            for row in series.values:
+                fields: Fields = {}
+                for name, value in zip(series.columns, row, strict=True):
+                    if name not in ALL_FIELDS or value is None or isinstance(value, bool):
+                        continue
+                    if not isinstance(value, int | float):
+                        continue
+                    # JSON writes a whole float without a point: keep each field's type.
+                    fields[name] = int(value) if name.endswith("_count") else float(value)
+                points.append(fields)
+        return points
 
     def reconcile(self, start_ns: int, end_ns: int, *, every: bool = False) -> int:
-        """Rebuild every day with a changed hour in [start, end) (with ``every``: each day
-        with data); return how many."""
-        rebuilt = 0
-        for station_id, day_ns in sorted(self.dirty_days(start_ns, end_ns, every=every)):
+        """Rebuild every changed hour in [start, end) and its day (with ``every``: each hour
+        with data); return how many station-days were touched."""
+        by_station: dict[str, list[int]] = {}
+        for station_id, hour in self.dirty_hours(start_ns, end_ns, every=every):
+            by_station.setdefault(station_id, []).append(hour)
+        touched = 0
+        for station_id, hours in sorted(by_station.items()):
             station = self.registry.get(station_id)
             if station is None:
                 continue  # not registered: the API serves nothing of it
-            self.rebuild_day(station, day_ns)
-            rebuilt += 1
-        return rebuilt
+            touched += len(self.rebuild_hours(station, hours))
+        return touched
 
     def rebuild(self, start_ns: int, end_ns: int) -> int:
-        """Recompute every registered station's days with data in [start, end)."""
+        """Recompute every registered station's hours with data in [start, end)."""
         return self.reconcile(start_ns // DAY_NS * DAY_NS, end_ns, every=True)
 
     # --- state --------------------------------------------------------------------------
