@@ -25,18 +25,22 @@ from api.errors import ApiStorageError, StorageUnavailable
 from api.health import HealthProbe
 from api.influx import InfluxReader, open_influx_client
 from api.influxql import UnsafeQueryPart
+from api.latest_memory import LatestStore, latest_store_lifespan
 from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.rollups import RollupSource
 from api.routes import (
     alerts,
     catalog,
     dashboard,
     docs,
+    export,
     fire_weather,
     health,
     latest,
     metrics,
+    network,
     parameters,
     series,
     sta,
@@ -79,6 +83,8 @@ def _include_routers(app: FastAPI) -> None:
         stations,
         latest,
         series,
+        network,  # issue 11: /v1/series over many stations
+        export,  # issue 11: /v1/export
         stream,
         station_health,
         sta,
@@ -136,6 +142,10 @@ def create_app(settings: Settings) -> FastAPI:
         on_drop=lambda reason: app.state.metrics.live_dropped.labels(reason.value).inc(),
     )
     app.state.lifespan_hooks.append(live_feed_lifespan)
+    app.state.rollups = RollupSource(settings.api_rollup_stale_s, app.state.live_feed)
+    if settings.api_latest_from_memory:  # /v1/latest from memory (api.latest_memory)
+        app.state.latest_store = LatestStore()
+        app.state.lifespan_hooks.append(latest_store_lifespan)
     _include_routers(app)
     app.add_exception_handler(ApiStorageError, _storage_error)
     app.add_exception_handler(SeriesRequestError, _bad_request)

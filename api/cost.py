@@ -31,6 +31,7 @@ from typing import Final
 
 from api.influx import InfluxReader, StatementResult
 from api.queries import count_values, data_edge
+from api.rollups import RollupSource
 from api.series import DERIVED_MAX_READINGS, MAX_POINTS, NS, SeriesPlan, SeriesRequestError
 from sensors.models import format_ts
 from sensors.settings import Settings
@@ -138,11 +139,22 @@ def judge(plan: SeriesPlan, readings: int, span: DataSpan, budget: int) -> None:
 
 
 async def bound_plan(
-    plan: SeriesPlan, reader: InfluxReader, spans: SpanCache, settings: Settings, now_ns: int
+    plan: SeriesPlan,
+    reader: InfluxReader,
+    spans: SpanCache,
+    settings: Settings,
+    now_ns: int,
+    rollups: RollupSource | None = None,
 ) -> SeriesPlan:
-    """Return the plan clipped to the station's data, or raise SeriesRequestError (400)."""
+    """Return the plan clipped to the station's data, or raise SeriesRequestError (400).
+
+    With ``rollups``, the windows they answer are set aside first (api.rollups): only the
+    rest is read raw, and only the rest is counted.
+    """
     span = await spans.get(reader, plan.station_id)
     clipped = clip(plan, span, settings, now_ns)
+    if rollups is not None:
+        clipped = await rollups.assign(clipped, reader, now_ns)
     start, end = clipped.query_window
     if end <= start:
         return clipped
@@ -163,4 +175,49 @@ async def bound_plan(
             if isinstance(value, int) and not isinstance(value, bool):
                 counted += value
     judge(clipped, counted, span, settings.api_max_scan_values)
+    return clipped
+
+
+async def count_readings(reader: InfluxReader, plan: SeriesPlan) -> int:
+    """Return how many readings the plan's (clipped) query window holds: one ``count()``."""
+    start, end = plan.query_window
+    if end <= start:
+        return 0
+    (result,) = await reader.query(
+        [count_values(plan.station_id, count_parameter(plan), start_ns=start, end_ns=end)]
+    )
+    counted = 0
+    for series in result.series:
+        for row in series.rows():
+            value = row.get("count")
+            if isinstance(value, int) and not isinstance(value, bool):
+                counted += value
+    return counted
+
+
+async def bound_export(
+    plans: list[SeriesPlan],
+    reader: InfluxReader,
+    spans: SpanCache,
+    settings: Settings,
+    now_ns: int,
+) -> list[SeriesPlan]:
+    """Return the plans of an export clipped to each station's data, or raise (400).
+
+    An export has no point limit (it is streamed, api.export): it is judged by its work
+    alone, the stored values it reads over all its stations, counted before anything runs.
+    """
+    clipped = []
+    total = 0
+    for plan in plans:
+        span = await spans.get(reader, plan.station_id)
+        bounded = clip(plan, span, settings, now_ns)
+        clipped.append(bounded)
+        total += await count_readings(reader, bounded) * values_per_reading(bounded)
+    if total > settings.api_max_scan_values:
+        raise SeriesRequestError(
+            f"this export would read about {total:,} stored values, more than "
+            f"{settings.api_max_scan_values:,} (MELTEMI_API_MAX_SCAN_VALUES): narrow start/end, "
+            "ask for fewer parameters or stations, or split it into several exports"
+        )
     return clipped

@@ -22,10 +22,11 @@ served as a complete 200 (RELIABILITY S9).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,6 +49,8 @@ CHUNK_ROWS: Final = 10_000  # rows per chunk of a chunked answer (InfluxDB 1.x's
 THREAD_MERGE_BYTES: Final = 64 * 1024
 CACHE_MAX_ENTRIES: Final = 256  # shared answers kept at most (dashboard queries: a handful)
 CACHE_MAX_BYTES: Final = 4 * 1024 * 1024  # a larger answer is never kept
+STREAM_CHUNK_ROWS: Final = 5_000  # rows per chunk of a streamed answer (InfluxReader.stream)
+STREAM_BATCH_BYTES: Final = 512 * 1024  # whole lines handed on together by a stream
 
 
 class SeriesOut(BaseModel):
@@ -223,6 +226,47 @@ class InfluxReader:
             raw = b"".join([chunk async for chunk in response.aiter_raw()])
             return response.status_code, raw, response.headers.get("content-encoding", "")
 
+    async def stream(
+        self, statement: InfluxQL, *, chunk_rows: int = STREAM_CHUNK_ROWS
+    ) -> AsyncIterator[bytes]:
+        """Yield the chunked answer of one statement as batches of whole JSON lines.
+
+        For answers too large to hold (``/v1/export``): at most about ``STREAM_BATCH_BYTES``
+        plus one chunk is in memory at a time, and the next bytes are read from InfluxDB only
+        when the caller asks for the next batch (so the client's pace sets InfluxDB's). The
+        caller parses and checks the lines (``stream_chunk``). Answered uncompressed: the
+        bytes travel over loopback, and inflating them would cost the event loop.
+        """
+        params = query_params(self.database, InfluxQL(statement))
+        params["chunk_size"] = str(chunk_rows)
+        logger.debug("stream query: %s", statement)
+        try:
+            async with self.client.stream(
+                "GET", "/query", params=params, headers={"Accept-Encoding": "identity"}
+            ) as response:
+                if response.status_code != 200:
+                    raw = await response.aread()
+                    _raise_for_status(response.status_code, raw[:_DETAIL_MAX])
+                pieces: list[bytes] = []
+                size = 0
+                async for piece in response.aiter_raw():
+                    pieces.append(piece)
+                    size += len(piece)
+                    if size < STREAM_BATCH_BYTES:
+                        continue
+                    data = b"".join(pieces)
+                    cut = data.rfind(b"\n") + 1
+                    pieces = [data[cut:]] if cut < len(data) else []
+                    size = len(data) - cut
+                    if cut:
+                        yield data[:cut]
+                if pieces:
+                    yield b"".join(pieces)
+        except httpx.TimeoutException as exc:
+            raise StorageUnavailable("InfluxDB did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise StorageUnavailable(f"InfluxDB is unreachable: {type(exc).__name__}") from exc
+
     async def ping(self) -> bool:
         """Return True when InfluxDB answers ``/ping`` with a 2xx (1.x/2.x: 204, 3.x: 200)."""
         try:
@@ -267,6 +311,52 @@ class _Statement:
             for series, rows in zip(self.series, self.rows, strict=True)
         ]
         return StatementResult.model_construct(statement_id=statement_id, series=merged)
+
+
+def _raise_for_status(status: int, body: bytes) -> None:
+    if status >= 500:
+        raise StorageUnavailable(f"InfluxDB answered {status}")
+    if status in (401, 403):
+        raise StorageRejected(f"InfluxDB refused the API's credentials ({status})")
+    text = body[:_DETAIL_MAX].decode("utf-8", "replace")
+    raise StorageRejected(f"InfluxDB refused the query ({status}): {text}")
+
+
+class StreamCheck:
+    """The completeness check of a streamed answer (see ``merge_chunks``), line by line."""
+
+    def __init__(self) -> None:
+        self.open = True  # no chunk yet, or the last chunk said more follows
+
+    def rows(self, line: bytes) -> tuple[list[str], list[list[Cell]]]:
+        """Return the columns and rows of one chunk line of a one-statement, one-series answer.
+
+        Raise StorageRejected for an error or an unreadable chunk.
+        """
+        try:
+            answer = json.loads(line)
+            results = answer.get("results", [])
+        except (ValueError, AttributeError) as exc:
+            raise StorageRejected("InfluxDB answered with an unreadable body") from exc
+        if answer.get("error") is not None:
+            raise StorageRejected(f"InfluxDB: {str(answer['error'])[:_DETAIL_MAX]}")
+        columns: list[str] = []
+        rows: list[list[Cell]] = []
+        self.open = False
+        for result in results:
+            if result.get("error") is not None:
+                raise StorageRejected(f"InfluxDB: {str(result['error'])[:_DETAIL_MAX]}")
+            self.open = self.open or bool(result.get("partial", False))
+            for series in result.get("series", []):
+                columns = series["columns"]
+                rows.extend(series.get("values", []))
+                self.open = self.open or bool(series.get("partial", False))
+        return columns, rows
+
+    def finish(self) -> None:
+        """Raise StoragePartial when the last chunk said more was to follow."""
+        if self.open:
+            raise StoragePartial("InfluxDB's streamed answer was cut short")
 
 
 def decode_body(raw: bytes, encoding: str) -> bytes:

@@ -18,6 +18,7 @@ from typing import Final, NewType
 from sensors import schema
 from sensors.catalog import PARAMETER_IDS
 from sensors.quoting import influxql_identifier, influxql_string
+from sensors.rollups import ALL_FIELDS, ROLLUP_1D, ROLLUP_1H, ROLLUP_STATE
 
 # A fragment of InfluxQL built by this module (or from its output); never raw client text.
 InfluxQL = NewType("InfluxQL", str)
@@ -26,12 +27,15 @@ InfluxQL = NewType("InfluxQL", str)
 # stored schema (sensors.schema). Anything else is a bug, not input.
 MEASUREMENTS: Final = frozenset(
     {schema.READINGS, schema.STATUS, schema.QUARANTINE, schema.INGEST_STATS, schema.DIAGNOSTICS}
+    | {ROLLUP_1H, ROLLUP_1D, ROLLUP_STATE}
 )
 _SCHEMA_FIELDS: Final = frozenset(
     {schema.STATION_TAG, schema.SEQ_FIELD, "ingester", "state", "firmware", "reason", "detail"}
     | PARAMETER_IDS
     | {schema.qc_field(p) for p in PARAMETER_IDS}
     | {schema.check_field(p) for p in PARAMETER_IDS}
+    | ALL_FIELDS  # sensors.rollups
+    | {"from_ns", "pass_ns", "deep_ns"}
 )
 ALLOWED_IDENTIFIERS: Final = MEASUREMENTS | _SCHEMA_FIELDS
 

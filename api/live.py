@@ -251,6 +251,7 @@ class _Item:
     kind: EventKind
     station: StationId
     data: str
+    entry: LatestEntry | None = None  # a reading's re-checked entry (for api.latest_memory)
 
 
 def reading_event_data(entry: LatestEntry) -> str:
@@ -356,6 +357,13 @@ class LiveFeed:
         self.client_id = f"meltemi-api-live-{uuid.uuid4().hex[:12]}"  # unique per process
         self.ignored_messages = 0
         self.statuses: dict[str, str] = {}  # station -> its last status event's JSON
+        # Each accepted, re-checked entry is also handed to these (on the event loop):
+        # api.latest_memory's store, api.rollups' late arrivals. ``gaps`` counts the moments
+        # entries may have been missed (each (re)subscription, each intake overflow), the last
+        # at ``last_gap_ns`` (wall clock), so a consumer knows when to re-read.
+        self.listeners: list[Callable[[LatestEntry], object]] = []
+        self.gaps = 0
+        self.last_gap_ns = time.time_ns()
         # The broker's last refusal (CONNACK or SUBACK failure), None once subscribed; /health
         # reports the feed down while it is set, and the log says why.
         self.last_refusal: str | None = None
@@ -470,6 +478,7 @@ class LiveFeed:
             logger.warning("live feed: subscription refused: %s", reason_codes)
             return
         self.last_refusal = None
+        self._count_gap()
         self._connected.set()
         logger.info("live feed subscribed to %s and %s", ACCEPTED_FILTER, STATUS_FILTER)
 
@@ -502,6 +511,11 @@ class LiveFeed:
                 loop.call_soon_threadsafe(self._offer, item)
         except RuntimeError:  # the loop closed between the check and the call (shutdown)
             return
+
+    def _count_gap(self) -> None:
+        # Called on paho's thread; the counter is only ever compared for equality.
+        self.last_gap_ns = time.time_ns()
+        self.gaps += 1
 
     def _count_drop(self, reason: LiveDrop, topic: str) -> None:
         self.dropped[reason] += 1
@@ -551,7 +565,8 @@ class LiveFeed:
         for entry in entries:
             problem = check_entry(entry, station, self.registry, self.window, now_ns)
             if problem is None:
-                items.append(_Item("reading", StationId(station), reading_event_data(entry)))
+                data = reading_event_data(entry)
+                items.append(_Item("reading", StationId(station), data, entry))
             else:
                 self._count_drop(problem, topic)
         return items
@@ -577,6 +592,7 @@ class LiveFeed:
             self._intake.put_nowait(item)
         except asyncio.QueueFull:
             self.ignored_messages += 1
+            self._count_gap()
             logger.warning("live feed: intake full, an event was not streamed")
 
     async def _dispatch(self) -> None:
@@ -584,6 +600,9 @@ class LiveFeed:
         while True:
             item = await self._intake.get()
             try:
+                if item.entry is not None:
+                    for listener in self.listeners:
+                        listener(item.entry)
                 self.hub.publish(item.kind, item.station, item.data)
                 if item.kind == "status":
                     self.statuses[item.station] = item.data

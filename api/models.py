@@ -91,11 +91,21 @@ class LatestOut(_Out):
     stations: list[LatestEntry]
 
 
+class Completeness(TypedDict):
+    """How complete a window is: each parameter's readings present, and the number expected
+    from the station's reporting interval (registry ``interval_s``) over the window's part
+    inside the requested range."""
+
+    expected: int
+    present: dict[str, int]
+
+
 class AggPoint(TypedDict):
     """One window: ``values[parameter][agg]``; a vector mean with no direction is null."""
 
     time: str
     values: dict[str, dict[str, float | int | None]]
+    completeness: NotRequired[Completeness]
 
 
 class RawPoint(TypedDict):

@@ -157,16 +157,22 @@ def circular_series(
 
 
 def raw_readings(
-    station_id: str, parameters: Sequence[str], *, start_ns: int, end_ns: int, limit: int
+    station_id: str,
+    parameters: Sequence[str],
+    *,
+    start_ns: int,
+    end_ns: int,
+    limit: int | None,
 ) -> InfluxQL:
     """Return the readings of a range, oldest first: each parameter's value, QC flag and
-    failed check (written for suspect values only)."""
+    failed check (written for suspect values only). ``limit`` None: every reading (the
+    streamed export, bounded by its counted cost instead)."""
     names = [name for p in parameters for name in (p, schema.qc_field(p), schema.check_field(p))]
 
     columns = ", ".join(quote_identifier(name) for name in names)
     return InfluxQL(
         f"SELECT {columns} FROM {_READINGS} {_where(station_id, start_ns, end_ns)} "
-        f"ORDER BY time ASC LIMIT {int(limit)}"
+        f"ORDER BY time ASC" + ("" if limit is None else f" LIMIT {int(limit)}")
     )
 
 

@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Final, Literal, get_args
+from typing import Final, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.influxql import InfluxQL
+from api.queries import aggregate_series, circular_series, raw_readings
 from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
 from sensors.derived import DERIVED
-from sensors.registry import Station
+from sensors.models import format_ts
+from sensors.registry import DEFAULT_INTERVAL_S, Station
 
 Interval = Literal["raw", "1m", "5m", "10m", "15m", "30m", "1h", "3h", "6h", "1d"]
 INTERVALS: Final[tuple[Interval, ...]] = get_args(Interval)
-OutputFormat = Literal["json", "csv"]
+OutputFormat = str  # "json" or "csv"; the export adds "ndjson"
 
 NS: Final = 1_000_000_000
 INTERVAL_NS: Final[dict[str, int]] = {
@@ -65,6 +70,41 @@ class SeriesRequestError(ValueError):
     """A query parameter is invalid; the message says which and what to send (400)."""
 
 
+class SeriesQuery(BaseModel):
+    """The query string of a series request, before it is checked against the catalogue.
+
+    This one model travels whole from the route (``api.routes.series``, FastAPI fills it from
+    the query string) to ``plan_series``, which turns it into a ``SeriesPlan``: adding a query
+    parameter is one field here and its use in ``plan_series``. The network route and the
+    export extend it (``api.network``, ``api.export``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    parameters: str | None = Field(
+        None, max_length=2000, description="comma-separated ids (default: all the station has)"
+    )
+    start: str | None = Field(None, max_length=64, description="RFC 3339 (default: end - 24 h)")
+    end: str | None = Field(None, max_length=64, description="RFC 3339, exclusive (default: now)")
+    interval: str | None = Field(
+        None,
+        max_length=16,
+        description="raw, 1m, 5m, 10m, 15m, 30m, 1h, 3h, 6h, 1d (default: raw up to 24 h, else 1h)",
+    )
+    agg: str | None = Field(
+        None,
+        max_length=64,
+        description="comma-separated from mean, min, max, sum, count (default: per parameter)",
+    )
+    tz: str = Field(
+        "UTC",
+        max_length=64,
+        description="IANA zone of the 1d windows' midnights (other intervals are UTC-aligned)",
+    )
+    include_suspect: bool = Field(False, description="aggregate suspect values too")
+    format: str = Field("json", max_length=8, description="json or csv")
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesPlan:
     """A validated series request: what to query, over which windows, and how to answer."""
@@ -83,13 +123,26 @@ class SeriesPlan:
     # data (api.cost); None until then, meaning start_ns/end_ns. Equal bounds: nothing to read.
     query_start_ns: int | None = None
     query_end_ns: int | None = None
+    # The part [low, split) answered from rollups (api.rollups), None: none. The raw
+    # statements then cover only what follows it (``query_window``).
+    rollup_window: tuple[int, int] | None = None
+    # Seconds between the station's readings: the completeness of windows (api.series_run).
+    interval_s: float = DEFAULT_INTERVAL_S
 
     @property
-    def query_window(self) -> tuple[int, int]:
-        """Return the statements' time bounds (the requested range unless clipped)."""
+    def clipped_window(self) -> tuple[int, int]:
+        """Return the range clipped to where the station can have data (api.cost)."""
         start = self.start_ns if self.query_start_ns is None else self.query_start_ns
         end = self.end_ns if self.query_end_ns is None else self.query_end_ns
         return start, end
+
+    @property
+    def query_window(self) -> tuple[int, int]:
+        """Return the raw statements' time bounds: the clipped range, after the rollups'."""
+        start, end = self.clipped_window
+        if self.rollup_window is not None:
+            start = max(start, self.rollup_window[1])
+        return start, max(start, end)
 
     @property
     def stored(self) -> tuple[str, ...]:
@@ -258,25 +311,30 @@ def _refusal(plan_points: int, interval: Interval, start_ns: int, end_ns: int) -
 
 def plan_series(
     station: Station,
+    query: SeriesQuery,
     *,
     now_ns: int,
-    parameters: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    interval: str | None = None,
-    agg: str | None = None,
-    tz: str = "UTC",
-    include_suspect: bool = False,
-    output: str = "json",
+    formats: tuple[str, ...] = ("json", "csv"),
+    max_points: int | None = MAX_POINTS,
 ) -> SeriesPlan:
-    """Return the checked plan of a series request, or raise SeriesRequestError (400)."""
-    if output not in ("json", "csv"):
-        raise SeriesRequestError(f"format: {_shown(output)} is not json or csv")
-    zone = parse_zone(tz)
-    end_ns = parse_rfc3339_ns("end", end) if end is not None else now_ns
-    start_ns = parse_rfc3339_ns("start", start) if start is not None else end_ns - DEFAULT_RANGE_NS
+    """Return the checked plan of a series request, or raise SeriesRequestError (400).
+
+    ``formats`` are the output formats the caller offers; ``max_points`` is the answer size
+    rule (None for a streamed export, which is bounded by its cost instead, api.cost).
+    """
+    output = query.format
+    if output not in formats:
+        raise SeriesRequestError(f"format: {_shown(output)} is not {' or '.join(formats)}")
+    zone = parse_zone(query.tz)
+    end_ns = parse_rfc3339_ns("end", query.end) if query.end is not None else now_ns
+    start_ns = (
+        parse_rfc3339_ns("start", query.start)
+        if query.start is not None
+        else end_ns - DEFAULT_RANGE_NS
+    )
     if end_ns <= start_ns:
         raise SeriesRequestError("start must be before end (end is exclusive)")
+    interval = query.interval
     if interval is None:
         chosen: Interval = "raw" if end_ns - start_ns <= RAW_DEFAULT_UP_TO_NS else "1h"
     elif interval in INTERVALS:
@@ -285,11 +343,11 @@ def plan_series(
         raise SeriesRequestError(
             f"interval: {_shown(interval)} is not one of {', '.join(INTERVALS)}"
         )
-    names = resolve_parameters(station, parameters)
-    aggs = resolve_aggs(names, agg, chosen)
+    names = resolve_parameters(station, query.parameters)
+    aggs = resolve_aggs(names, query.agg, chosen)
     window_tz = zone if chosen == "1d" and zone != "UTC" else None
     points = estimate_points(chosen, start_ns, end_ns, window_tz)
-    if points > MAX_POINTS:
+    if max_points is not None and points > max_points:
         raise SeriesRequestError(_refusal(points, chosen, start_ns, end_ns))
     return SeriesPlan(
         station_id=station.id,
@@ -299,7 +357,99 @@ def plan_series(
         start_ns=start_ns,
         end_ns=end_ns,
         tz=zone,
-        include_suspect=include_suspect,
-        output="csv" if output == "csv" else "json",
+        include_suspect=query.include_suspect,
+        output=output,
         estimated_points=points,
+        interval_s=station.reporting_interval_s,
     )
+
+
+Q = TypeVar("Q", bound=SeriesQuery)
+
+
+def live_edge(end: str | None, now_ns: int, ttl_s: float) -> int | None:
+    """Return the instant a series ending "now" is served as of, or None for a fixed range.
+
+    A request whose end is absent or within the cache TTL of now (the dashboard asks for the
+    last 24 h / 7 d / 30 d ending at its clock's now) is answered as of the last TTL boundary,
+    with start moved by the same amount: every such request in one TTL has the same bounds,
+    hence the same statements, and shares one cached answer (api.influx). The answer's
+    ``start``/``end`` say which range it covers.
+    """
+    if ttl_s <= 0:
+        return None
+    ttl_ns = int(ttl_s * NS)
+    if end is not None:
+        try:
+            end_ns = parse_rfc3339_ns("end", end)
+        except SeriesRequestError:
+            return None  # plan_series says what is wrong with it
+        if abs(end_ns - now_ns) > ttl_ns:
+            return None
+    return now_ns - now_ns % ttl_ns
+
+
+def at_live_edge(query: Q, now_ns: int, ttl_s: float) -> tuple[Q, bool]:
+    """Return the query moved to the live edge (see ``live_edge``) and whether it moved.
+
+    A moved query's answer may be shared between callers (api.influx's cache).
+    """
+    edge = live_edge(query.end, now_ns, ttl_s)
+    if edge is None:
+        return query, False
+    start = query.start
+    if query.start is not None and query.end is not None:
+        shift = parse_rfc3339_ns("end", query.end) - edge
+        start_ns = parse_rfc3339_ns("start", query.start) - shift
+        start = format_ts(start_ns) if start_ns > 0 else query.start
+    return query.model_copy(update={"start": start, "end": format_ts(edge)}), True
+
+
+def with_count(aggs: tuple[Aggregation, ...]) -> tuple[Aggregation, ...]:
+    """Return the aggregations plus ``count`` (every window says how many readings it has)."""
+    return aggs if "count" in aggs else (*aggs, "count")
+
+
+def counting(plan: SeriesPlan) -> SeriesPlan:
+    """Return the plan asking every parameter's count too (see ``with_count``)."""
+    return replace(plan, aggs={p: with_count(aggs) for p, aggs in plan.aggs.items()})
+
+
+def plan_statements(plan: SeriesPlan) -> tuple[list[InfluxQL], InfluxQL | None]:
+    """Return the stored parameters' statements and the raw-readings statement, if any.
+
+    For ``raw`` everything comes from one readings statement; otherwise one aggregate statement
+    per stored parameter, plus the readings of the derived parameters' inputs. The statements
+    cover the plan's query window (the range clipped to the station's data, api.cost); an
+    empty window needs no statement at all.
+    """
+    start_ns, end_ns = plan.query_window
+    if end_ns <= start_ns:
+        return [], None
+    window = {"start_ns": start_ns, "end_ns": end_ns}
+    if plan.interval == "raw":
+        wanted = list(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
+        return [], raw_readings(plan.station_id, wanted, limit=MAX_POINTS + 1, **window)
+    statements = []
+    for parameter in plan.stored:
+        aggs = with_count(plan.aggs[parameter])  # counts: each window's completeness
+        build = (
+            circular_series if CATALOG[parameter].circular and "mean" in aggs else aggregate_series
+        )
+        statements.append(
+            build(
+                plan.station_id,
+                parameter,
+                aggs,
+                interval=plan.interval,
+                tz=plan.window_tz,
+                include_suspect=plan.include_suspect,
+                **window,
+            )
+        )
+    readings = None
+    if plan.derived:
+        readings = raw_readings(
+            plan.station_id, plan.derived_inputs, limit=DERIVED_MAX_READINGS + 1, **window
+        )
+    return statements, readings

@@ -1,17 +1,20 @@
 """API latency next to the bare InfluxQL it issues, measured in the same run (issue 2).
 
 Loads, straight into InfluxDB, 100 stations of 60 s readings (every parameter, with QC fields)
-for ``LATEST_DAYS`` days, and one of them with 30 days. Runs ``meltemi api`` under uvicorn as a
-subprocess, then times, REPEATS times each after a warm-up:
+for ``LATEST_DAYS`` days, one of them with 30 days and one with a year of 10-minute readings;
+builds the rollups (``meltemi rollup rebuild``). Runs a broker and ``meltemi api`` as
+subprocesses, then times, REPEATS times each after a warm-up:
 
-- ``/v1/latest`` (100 stations) next to its statement sent straight to ``/query`` (every
-  station reported in the last hour, so the API sends only its last-hour statement);
-- a 30-day hourly series of the 30-day station, default parameters (12 stored, 4 derived), next
-  to the same statements sent straight to ``/query`` the way the API sends them (the stored
+- ``/v1/latest`` (100 stations, from memory: api.latest_memory) next to the statement the
+  API used to send for it, straight to ``/query``;
+- a 30-day hourly series of the 30-day station, default parameters (12 stored, 4 derived), and
+  a one-year daily series of the year station (from rollups: api.rollups), each next to the
+  raw-aggregation statements an API without rollups sends, straight to ``/query`` (the stored
   aggregates in one request and the derived inputs' readings in another, concurrently);
-- the same series for ``air_temperature`` alone (no derived parameter, one statement).
+- the 30-day series for ``air_temperature`` alone;
+- a 30-day raw CSV export of every parameter next to one raw SELECT of the same rows.
 
-The bare queries are built by the API's own builders (api.routes.series.plan_statements), so
+The bare queries are built by the API's own builders (api.series.plan_statements), so
 the text is identical. Prints median and p95 of each and the ratio API / bare, then the
 ``name: value unit`` lines. Usage: python bench/api.py [REPEATS] [LATEST_DAYS]
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,25 +37,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.influx import query_params
 from api.influxql import InfluxQL, join_statements
-from api.queries import latest_readings
-from api.routes.series import plan_statements
-from api.series import plan_series
+from api.queries import latest_readings, raw_readings
+from api.series import SeriesQuery, parse_rfc3339_ns, plan_series, plan_statements
 from bench._common import ALL_PARAMETERS, figure, median, p95, write_registry
 from ingest.lineproto import format_point
-from meltemi.services import InfluxDB, ManagedProcess, free_port
+from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors import schema
 from sensors.registry import load_registry
 
 STATIONS = 100
 STEP_S = 60
 SERIES_DAYS = 30
+YEAR_DAYS = 365  # the second station: a year of 10-minute readings (daily series)
+YEAR_STEP_S = 600
 DB = "bench_api"
 
 
-def _lines(station_id: str, start_s: int, end_s: int, seed: int) -> list[str]:
+def _lines(station_id: str, start_s: int, end_s: int, seed: int, step_s: int = STEP_S) -> list[str]:
     rng = np.random.default_rng(seed)
     lines = []
-    for k, ts in enumerate(range(start_s, end_s, STEP_S)):
+    for k, ts in enumerate(range(start_s, end_s, step_s)):
         fields: dict[str, float | int | str] = {schema.SEQ_FIELD: k}
         for p in ALL_PARAMETERS:
             fields[p] = round(float(rng.uniform(0, 40 if p != "air_pressure" else 1)), 2) + (
@@ -70,8 +75,9 @@ def load(influx: InfluxDB, ids: list[str], now_s: int, latest_days: float) -> in
     total = 0
     with httpx.Client(timeout=120) as client:
         for index, station_id in enumerate(ids):
-            days = SERIES_DAYS if index == 0 else latest_days
-            lines = _lines(station_id, now_s - int(days * 86400), now_s, index)
+            days = SERIES_DAYS if index == 0 else YEAR_DAYS if index == 1 else latest_days
+            step = YEAR_STEP_S if index == 1 else STEP_S
+            lines = _lines(station_id, now_s - int(days * 86400), now_s, index, step)
             for k in range(0, len(lines), 10_000):
                 response = client.post(
                     f"{influx.url}/write",
@@ -146,6 +152,49 @@ def report(name: str, api_times: list[float], bare_times: list[float]) -> dict[s
     return figures
 
 
+def export_figures(
+    client: httpx.Client, bare: Bare, station_id: str, window: dict[str, str], repeats: int
+) -> dict[str, float]:
+    """Time a 30-day raw CSV export (every parameter) next to one raw SELECT of its rows."""
+    params = {
+        "stations": station_id,
+        "parameters": ",".join(ALL_PARAMETERS),
+        "start": window["start"],
+        "end": window["end"],
+        "interval": "raw",
+    }
+    rows = client.get("/v1/export", params=params).text.count("\n") - 1
+    statement = raw_readings(
+        station_id,
+        ALL_PARAMETERS,
+        start_ns=parse_rfc3339_ns("start", window["start"]),
+        end_ns=parse_rfc3339_ns("end", window["end"]),
+        limit=None,
+    )
+
+    def export() -> None:
+        with client.stream("GET", "/v1/export", params=params) as response:
+            assert response.status_code == 200
+            for _ in response.iter_raw():
+                pass
+
+    runs = max(3, repeats // 10)
+    figures = report(
+        "export_30d_raw_csv", timed(export, runs), timed(bare.call([[statement]]), runs)
+    )
+    figures["export_30d_raw_rows"] = float(rows)
+    figures["export_30d_raw_api_rows_per_s"] = rows / (
+        figures["export_30d_raw_csv_api_median"] / 1000
+    )
+    figures["export_30d_raw_influxql_rows_per_s"] = rows / (
+        figures["export_30d_raw_csv_influxql_median"] / 1000
+    )
+    figures["export_30d_raw_rows_per_s_ratio"] = (
+        figures["export_30d_raw_api_rows_per_s"] / figures["export_30d_raw_influxql_rows_per_s"]
+    )
+    return figures
+
+
 def main(argv: list[str]) -> int:
     """Run the benchmark; return the exit code."""
     repeats = int(argv[0]) if argv else 50
@@ -154,6 +203,8 @@ def main(argv: list[str]) -> int:
         root = Path(tmp)
         influx = InfluxDB(root / "influxdb", free_port())
         influx.start_and_wait()
+        broker = Mosquitto(root / "mosquitto", free_port())  # the live feed of /v1/latest
+        broker.start_and_wait()
         api: ManagedProcess | None = None
         try:
             influx.create_database(DB)
@@ -170,8 +221,9 @@ def main(argv: list[str]) -> int:
                 MELTEMI_INFLUX_DB=DB,
                 MELTEMI_STATIONS_FILE=str(registry_path),
                 MELTEMI_API_PORT=str(port),
-                MELTEMI_MQTT_PORT=str(free_port()),  # no broker: /health is not measured
+                MELTEMI_MQTT_PORT=str(broker.port),
                 MELTEMI_DATA_DIR=str(root / "var"),
+                MELTEMI_API_ROLLUP_STALE_S="86400",  # rollups built once, before timing
                 # Latency of the work itself: no per-client rate limit, no shared answers.
                 MELTEMI_API_RATE_PER_S="0",
                 MELTEMI_API_CACHE_TTL_S="0",
@@ -192,6 +244,13 @@ def main(argv: list[str]) -> int:
                     return False
 
             api.wait_until(answers)
+            # /v1/latest is served from memory once the live feed has subscribed and seeded.
+            api.wait_until(lambda: client.get("/health").json().get("mqtt") is True)
+            # Rollups are read only after a deep pass that started once the feed subscribed.
+            started = time.perf_counter()
+            command = [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "rollup"]
+            subprocess.run([*command, "rebuild", "--days", str(YEAR_DAYS + 1)], env=env, check=True)
+            print(f"rollups rebuilt in {time.perf_counter() - started:.1f} s", flush=True)
 
             def get(path: str, **params: str) -> Callable[[], object]:
                 def call() -> object:
@@ -206,7 +265,7 @@ def main(argv: list[str]) -> int:
             assert len(latest["stations"]) == STATIONS
             figures = report(
                 "latest_100_stations",
-                timed(get("/v1/latest"), repeats),
+                timed(get("/v1/latest"), max(repeats, 200)),
                 timed(bare.call([[latest_readings(recent=True)]]), repeats),
             )
             station = load_registry(registry_path).get(ids[0])
@@ -226,14 +285,7 @@ def main(argv: list[str]) -> int:
                 body = client.get(f"/v1/stations/{ids[0]}/series", params=params).json()
                 assert "points" in body, body
                 assert SERIES_DAYS * 24 <= len(body["points"]) <= SERIES_DAYS * 24 + 1
-                plan = plan_series(
-                    station,
-                    now_ns=now_s * 10**9,
-                    parameters=parameters,
-                    start=window["start"],
-                    end=window["end"],
-                    interval=window["interval"],
-                )
+                plan = plan_series(station, SeriesQuery(**params), now_ns=now_s * 10**9)
                 stored, readings = plan_statements(plan)
                 requests = [r for r in (stored, [readings] if readings else []) if r]
                 figures |= report(
@@ -241,14 +293,36 @@ def main(argv: list[str]) -> int:
                     timed(get(f"/v1/stations/{ids[0]}/series", **params), repeats),
                     timed(bare.call(requests), repeats),
                 )
+            year = load_registry(registry_path).get(ids[1])
+            assert year is not None
+            params = {
+                "start": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s // 86400 * 86400 - YEAR_DAYS * 86400)
+                ),
+                "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_s // 86400 * 86400)),
+                "interval": "1d",
+            }
+            body = client.get(f"/v1/stations/{ids[1]}/series", params=params).json()
+            assert len(body["points"]) == YEAR_DAYS, body
+            plan = plan_series(year, SeriesQuery(**params), now_ns=now_s * 10**9)
+            stored, readings = plan_statements(plan)
+            figures |= report(
+                "series_1y_1d_all",
+                timed(get(f"/v1/stations/{ids[1]}/series", **params), repeats),
+                timed(bare.call([stored, [readings] if readings else []]), max(3, repeats // 10)),
+            )
+            figures |= export_figures(client, bare, ids[0], window, repeats)
             client.close()
             bare.close()
         finally:
             if api is not None:
                 api.stop()
+            broker.stop()
             influx.stop()
     for name, value in figures.items():
-        figure(name, value, "x" if name.endswith("_ratio") else "ms")
+        unit = "x" if name.endswith("_ratio") else "ms"
+        unit = "rows/s" if name.endswith("_per_s") else "rows" if name.endswith("_rows") else unit
+        figure(name, value, unit)
     return 0
 
 

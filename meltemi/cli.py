@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
     sub.add_parser("alerts", help="run the alert engine: rules over the readings, CAP messages")
+    rollup = sub.add_parser("rollup", help="hourly and daily rollups (meltemi.rollup)")
+    rverbs = rollup.add_subparsers(dest="verb", required=True, metavar="VERB")
+    rverbs.add_parser("run", help="keep the rollups right (reconcile passes) until stopped")
+    rebuild = rverbs.add_parser("rebuild", help="recompute the rollups of a range now")
+    rebuild.add_argument(
+        "--days",
+        type=float,
+        default=None,
+        help="the last DAYS days (default: the whole back-fill horizon)",
+    )
     _add_identity_parsers(sub)
     # Everything after `simulate` belongs to the simulator's own parser (see main()).
     sub.add_parser("simulate", help="run the simulated station network", add_help=False)
@@ -183,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from api.server import run as run_api
 
             return run_api(settings)
+        if args.command == "rollup":
+            from meltemi import rollup
+
+            if args.verb == "rebuild":
+                return rollup.rebuild(settings, args.days)
+            return rollup.run(settings)
         if args.command == "alerts":
             from alerts.service import run as run_alerts
 

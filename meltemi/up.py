@@ -1,9 +1,10 @@
 """``meltemi up``: the whole platform in one foreground process group (CONTRACT §1).
 
-Embedded Mosquitto and InfluxDB under ``MELTEMI_DATA_DIR``, then the ingester, the API and the
-simulated station network as child processes. SIGINT or SIGTERM stops them in the order that
-loses nothing: stations first (they flush and say offline), then the ingester (it drains,
-writes and acknowledges), the API, and last the services themselves.
+Embedded Mosquitto and InfluxDB under ``MELTEMI_DATA_DIR``, then the ingester, the rollup
+keeper (``meltemi rollup run``), the API and the simulated station network as child processes.
+SIGINT or SIGTERM stops them in the order that loses nothing: stations first (they flush and
+say offline), then the API, the rollups, the ingester (it drains, writes and acknowledges), and
+last the services themselves.
 """
 
 from __future__ import annotations
@@ -204,6 +205,13 @@ def run(settings: Settings) -> int:
         ManagedProcess(
             "ingester", _meltemi_argv("ingest"), None, env=_influx_env(env, influx_secrets.ingest)
         ),
+        # Rollups (meltemi.rollup) write their own points: the ingester's database user.
+        ManagedProcess(
+            "rollup",
+            _meltemi_argv("rollup", "run"),
+            None,
+            env=_influx_env(env, influx_secrets.ingest),
+        ),
         ManagedProcess("api", _meltemi_argv("api"), None, env=_influx_env(env, influx_secrets.api)),
         ManagedProcess("simulator", _meltemi_argv("simulate", *SIMULATOR_ARGS), None, env=env),
         # The alert engine reads readings and writes alert_messages: the ingester's credential
@@ -274,6 +282,7 @@ def run(settings: Settings) -> int:
         logger.error("%s", exc)
         return 1
     finally:
-        for process in reversed(started):  # alerts, simulator, api, ingester, influxd, mosquitto
+        # alerts, simulator, api, rollup, ingester, influxd, mosquitto
+        for process in reversed(started):
             process.stop()
     return 0

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RELOAD_CHECK_S: Final = 1.0  # how often a lookup may stat the registry file
+DEFAULT_INTERVAL_S: Final = 10.0  # a station's reporting interval unless it says (firmware)
 
 
 class RegistryError(Exception):
@@ -52,6 +53,9 @@ class StationIn(BaseModel):
     parameters: tuple[str, ...] = Field(min_length=1)
     # `meltemi stations revoke`: the broker refuses the station; its entry and data are kept.
     revoked: bool = False
+    # Seconds between two readings, for the completeness of aggregated windows (readings
+    # present / expected); absent: DEFAULT_INTERVAL_S.
+    interval_s: float | None = Field(None, gt=0, le=86_400)
 
     @field_validator("id")
     @classmethod
@@ -83,6 +87,12 @@ class Station:
     elevation_m: float
     parameters: tuple[str, ...]
     revoked: bool = False
+    interval_s: float | None = None  # seconds between readings (None: DEFAULT_INTERVAL_S)
+
+    @property
+    def reporting_interval_s(self) -> float:
+        """Return the seconds between two readings the station is expected to keep."""
+        return DEFAULT_INTERVAL_S if self.interval_s is None else self.interval_s
 
 
 def _index(stations: Sequence[Station]) -> dict[str, Station]:
@@ -264,6 +274,8 @@ def registry_toml(stations: Sequence[Station], header: str = "") -> str:
         )
         if station.revoked:
             table += "revoked = true\n"
+        if station.interval_s is not None:
+            table += f"interval_s = {station.interval_s!r}\n"
         tables.append(table)
     return "\n".join(tables)
 
@@ -296,4 +308,5 @@ def station_from_model(model: StationIn) -> Station:
         elevation_m=model.elevation_m,
         parameters=model.parameters,
         revoked=model.revoked,
+        interval_s=model.interval_s,
     )

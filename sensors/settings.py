@@ -100,6 +100,15 @@ class Settings(BaseSettings):
     # Dashboard queries (all-station latest/stations, series ending now) are shared for this
     # long: a crowd costs one InfluxDB query per TTL. 0 disables the cache.
     api_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+    # /v1/latest from memory fed by the live feed (api.latest_memory); false: from InfluxDB.
+    api_latest_from_memory: bool = True
+    # `meltemi rollup run` (meltemi.rollup): a pass over the last rollup_recent_hours every
+    # rollup_interval_s, over the whole back-fill horizon every rollup_deep_interval_s.
+    rollup_interval_s: float = Field(10.0, gt=0, le=3600)
+    rollup_recent_hours: float = Field(3.0, ge=2, le=48)  # >= 2: api.rollups' late-arrival rule
+    rollup_deep_interval_s: float = Field(600.0, gt=0, le=86_400)
+    # The API reads rollups while the last pass is at most this old (api.rollups).
+    api_rollup_stale_s: float = Field(120.0, gt=0)
 
     @field_validator("api_trusted_proxies")
     @classmethod

@@ -27,7 +27,7 @@ from api.client_address import ClientAddresses
 from api.cost import DataSpan, clip, judge
 from api.limits import TokenBuckets
 from api.queries import circular_series
-from api.series import NS, SeriesRequestError, plan_series
+from api.series import NS, SeriesQuery, SeriesRequestError, plan_series
 from meltemi.services import InfluxDB, Mosquitto
 from sensors.catalog import PARAMETERS
 from sensors.models import format_ts
@@ -161,15 +161,19 @@ def test_derived_and_raw_rules_are_judged_on_counted_readings(cost_db):
     (station,) = [s for s in load_registry(cost_db.stations_file) if s.id == FULL]
     now = FULL_END_S * NS
     span = DataSpan(FULL_START_S * NS, FULL_END_S * NS - 120 * NS)
-    derived = plan_series(station, now_ns=now, parameters="dew_point", interval="1h")
+    derived = plan_series(station, SeriesQuery(parameters="dew_point", interval="1h"), now_ns=now)
     judge(derived, 300_000, span, 10**12)  # at the cap: fine
     with pytest.raises(SeriesRequestError, match="computed from every reading"):
         judge(derived, 300_001, span, 10**12)
-    raw = plan_series(station, now_ns=now, parameters="air_temperature", interval="raw")
+    raw = plan_series(
+        station, SeriesQuery(parameters="air_temperature", interval="raw"), now_ns=now
+    )
     judge(raw, 100_000, span, 10**12)
     with pytest.raises(SeriesRequestError, match="more than 100,000"):
         judge(raw, 100_001, span, 10**12)
-    stored = plan_series(station, now_ns=now, parameters="air_temperature,pm10", interval="1h")
+    stored = plan_series(
+        station, SeriesQuery(parameters="air_temperature,pm10", interval="1h"), now_ns=now
+    )
     judge(stored, 500, span, 1000)  # 500 readings x 2 parameters
     with pytest.raises(SeriesRequestError, match="1,002 stored values"):
         judge(stored, 501, span, 1000)
@@ -182,10 +186,8 @@ def test_clipping_never_hides_readings_that_may_still_arrive(cost_db):
     day = 86400 * NS
     plan = plan_series(
         station,
+        SeriesQuery(start="1930-01-01T00:00:00Z", end="2200-01-01T00:00:00Z", interval="1d"),
         now_ns=now,
-        start="1930-01-01T00:00:00Z",
-        end="2200-01-01T00:00:00Z",
-        interval="1d",
     )
     span = DataSpan(FULL_START_S * NS, FULL_END_S * NS - 120 * NS)
     # From the first reading to now + the future tolerance: nothing newer can be stored.
@@ -197,7 +199,7 @@ def test_clipping_never_hides_readings_that_may_still_arrive(cost_db):
     assert clip(plan, nothing, settings, now).query_window == (now - 30 * day, now + 300 * NS)
     # A range entirely before the data: nothing to read.
     early = plan_series(
-        station, now_ns=now, start="2025-01-01T00:00:00Z", end="2025-02-01T00:00:00Z"
+        station, SeriesQuery(start="2025-01-01T00:00:00Z", end="2025-02-01T00:00:00Z"), now_ns=now
     )
     start, end = clip(early, span, settings, now).query_window
     assert start == end

@@ -35,7 +35,7 @@ from tests.api_fixtures import (
     generate,
     serve,
 )
-from tests.helpers import write_lines
+from tests.helpers import wait_for, write_lines
 
 DAY_S = 1792713600  # 2026-10-23T00:00:00Z: the seeded day
 ALLOWED = {200, 400, 404, 422, 429}
@@ -51,9 +51,10 @@ CASES = {
     name: SCALE * count
     for name, count in {
         "series": 5000,
+        "network": 500,  # /v1/series and /v1/export (api.network, api.export)
         "station": 1500,
         "stream": 1500,
-        "plain": 1500,
+        "plain": 1000,
         "language": 500,
         "health": 300,
     }.items()
@@ -69,6 +70,8 @@ ROUTES = {
     "/v1/stations/{station_id}/latest",
     "/v1/stations/{station_id}/series",
     "/v1/stream",
+    "/v1/series",
+    "/v1/export",
     "/v1/stations/{station_id}/health",
     "/v1/health/stations",
 }
@@ -148,6 +151,26 @@ SERIES_PARAMS = st.fixed_dictionaries(
         "format": _maybe(st.sampled_from(["json", "csv", "xml"])),
     }
 )
+_VALID_SELECTION = st.sampled_from([FULL, f"{FULL},{THIN}", f"{THIN},{QUIET}", THIN])
+NETWORK_SELECTION = st.one_of(
+    st.fixed_dictionaries({"stations": _VALID_SELECTION}),
+    st.fixed_dictionaries({"stations": _VALID_SELECTION}),
+    st.fixed_dictionaries({"stations": _VALID_SELECTION}),
+    st.fixed_dictionaries({"municipality": st.sampled_from(["Elefsina", "elefsina"])}),
+    st.fixed_dictionaries({"stations": st.one_of(TEXT, st.sampled_from([",", f"{FULL},nope"]))}),
+    st.fixed_dictionaries({"municipality": TEXT}),
+    st.fixed_dictionaries({"stations": _VALID_SELECTION, "municipality": TEXT}),
+    st.just({}),
+)
+NETWORK_PARAMS = st.fixed_dictionaries(
+    {
+        "layout": _maybe(st.sampled_from(["long", "wide", "tall"])),
+        "cursor": st.one_of(st.none(), st.none(), st.none(), TEXT),
+        "page_size": st.one_of(
+            st.none(), st.none(), st.none(), st.sampled_from(["1", "100", "100000", "0", "1e3"])
+        ),
+    }
+)
 VALID_IDS = st.sampled_from([*STATIONS, "apitest-ghost", "nope"])
 STATION_IDS = st.one_of(VALID_IDS, VALID_IDS, TEXT)
 
@@ -162,7 +185,15 @@ def fuzz_api(influx: InfluxDB, broker: Mosquitto, tmp_path_factory) -> Iterator[
     )
     thin = generate(["air_temperature"], DAY_S, DAY_S + 6 * 3600, 60, 5)
     write_lines(influx.url, base.influx_db, thin.lines(THIN))
-    with serve(base) as api:
+    with serve(base, wait_feed=True) as api:
+        # /v1/latest from memory is seeded from InfluxDB once the feed subscribed: let that
+        # query happen before the witness starts counting (api.latest_memory).
+        store = api.app.state.latest_store
+        wait_for(
+            lambda: store.ready(api.app.state.registry, api.feed.gaps, api.feed.connected),
+            20,
+            message="latest seeded",
+        )
         yield api
 
 
@@ -253,6 +284,31 @@ def test_fuzz_series_parameters(fuzz_api, witness):
     # the share moves with the catalogue: hourly-only derived parameters refuse raw series).
     assert tally.codes.get(200, 0) >= 150
     assert tally.codes.get(400, 0) >= 500
+    assert not [code for code in tally.codes if code >= 500]
+
+
+def test_fuzz_network_and_export_parameters(fuzz_api, witness):
+    tally = Tally()
+    path = st.sampled_from(["/v1/series", "/v1/export"])
+    formats = st.sampled_from(["json", "csv", "ndjson", "xml"])
+
+    @_settings(CASES["network"])
+    @given(
+        st.lists(
+            st.tuples(path, SERIES_PARAMS, NETWORK_SELECTION, NETWORK_PARAMS, _maybe(formats)),
+            min_size=BATCH,
+            max_size=BATCH,
+        )
+    )
+    def case(batch: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], Any]]) -> None:
+        for route, series, selection, network, output in batch:
+            params = {**series, **selection, **network, "format": output}
+            _check(fuzz_api, route, params, tally, witness)
+
+    case()
+    assert sum(tally.codes.values()) == CASES["network"]
+    assert tally.codes.get(200, 0) >= 25  # the valid space is really exercised
+    assert tally.codes.get(400, 0) >= 100
     assert not [code for code in tally.codes if code >= 500]
 
 

@@ -416,6 +416,7 @@ def test_storage_failure_is_a_generic_5xx_with_a_request_id(surface_settings, fr
             "influx_db": "stopped",
             "influx_timeout_s": 1.0,
             "api_cache_ttl_s": 0,  # the dashboard cache would answer from memory for 5 s
+            "api_latest_from_memory": False,  # /v1/latest from memory needs no InfluxDB
         }
     )
     with serve(settings) as api:
