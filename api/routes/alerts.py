@@ -253,7 +253,9 @@ async def alert_cap(request: Request, reader: ReaderDep, alert_id: str) -> Respo
 
 
 def _atom(name: str) -> str:
-    return f"{{{ATOM_NS}}}{name}"
+    # Unqualified names under a root that declares the Atom namespace as its default: no global
+    # ElementTree registration (which once turned CAP's default namespace into "ns0:").
+    return name
 
 
 @router.get(
@@ -265,7 +267,7 @@ async def alerts_atom(request: Request, reader: ReaderDep) -> Response:
     """Return an Atom feed of the newest alert messages, each linking to its CAP document."""
     messages = await read_messages(reader, since_ns=_since_ns(None))
     newest = sorted(messages, key=lambda m: (m.sent, m.sequence), reverse=True)[:FEED_ENTRIES]
-    feed = ET.Element(_atom("feed"))
+    feed = ET.Element(_atom("feed"), xmlns=ATOM_NS)
     ET.SubElement(feed, _atom("id")).text = f"{_base(request)}/v1/alerts.atom"
     ET.SubElement(feed, _atom("title")).text = "Meltemi alerts (not official warnings)"
     updated = newest[0].sent if newest else dt.datetime.now(dt.UTC)  # RFC 4287: required
@@ -289,7 +291,5 @@ async def alerts_atom(request: Request, reader: ReaderDep) -> Response:
             href=_cap_url(request, m.identifier),
         )
         ET.SubElement(entry, _atom("category"), term=m.severity)
-    # Atom as the default namespace of this document only (a global registration would take
-    # the default prefix from CAP's documents, which then came out as "ns0:").
-    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True, default_namespace=ATOM_NS)
+    body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return Response(body, media_type="application/atom+xml")
