@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import queue
 import ssl
+import struct
 import threading
 import time
 from typing import Any
@@ -36,6 +37,8 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30  # RELIABILITY R10: back-off capped at 30 s
 SESSION_TAKEN_OVER = 0x8E  # MQTT v5 §3.14.2.1: another client connected with our client id
 UNDECODABLE_TOPIC = "<undecodable>"
+PUBACK = 0x40  # MQTT 3.1.1 §3.4, v5 §3.4: fixed header of PUBACK
+_PUBACK = struct.Struct("!BBH")  # type, remaining length 2, packet id
 
 
 def subscription_filters(shared_group: str | None) -> list[str]:
@@ -117,6 +120,31 @@ class MqttIntake:
         """Acknowledge one message (called by the writer thread, in receive order)."""
         if qos > 0:
             self.client.ack(mid, qos)
+
+    def ack_many(self, acks: list[tuple[int, int]]) -> None:
+        """Acknowledge a batch's messages, in receive order, with one write to the broker.
+
+        paho queues each ``ack()`` as its own packet and wakes its network thread for each
+        (a socket-pair byte, then one send per PUBACK): 14 % of the ingester's time under load
+        (issue 9 profile). A QoS 1 PUBACK with reason code 0 is the same 4 bytes in 3.1.1 and
+        5 (MQTT v5 §3.4.2.1: the reason code may be omitted when it is 0, and paho's own
+        ``_send_puback`` sends exactly these), so a batch's PUBACKs are queued as one packet
+        through paho's own queue, in order [MQTT-4.6.0-2], and written by its network thread.
+        """
+        blob = bytearray()
+        for mid, qos in acks:
+            if qos == 1:
+                blob += _PUBACK.pack(PUBACK, 2, mid)
+            elif qos == 2:  # never subscribed at QoS 2; kept correct anyway
+                self._queue_acks(blob)
+                blob = bytearray()
+                self.client.ack(mid, qos)
+        self._queue_acks(blob)
+
+    def _queue_acks(self, blob: bytearray) -> None:
+        if blob:
+            # paho's packet queue: the same path its ack() takes, for several packets at once.
+            self.client._packet_queue(PUBACK, bytes(blob), 0, 0)
 
     def publish_accepted(self, station_id: str, payload: bytes) -> None:
         """Re-publish an accepted reading for live consumers (QoS 0, never retained)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import UTC, datetime
@@ -181,10 +182,15 @@ def parse_ts_ns(ts: int | float | str) -> int:
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=4096)  # a burst repeats the same seconds across stations
+def _format_seconds(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def format_ts(ts_ns: int) -> str:
     """Return RFC 3339 UTC with a Z, with fractional seconds only when they are non-zero."""
     seconds, nanos = divmod(ts_ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _format_seconds(seconds)
     if nanos:
         return f"{base}.{nanos:09d}".rstrip("0") + "Z"
     return base + "Z"
