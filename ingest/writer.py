@@ -278,17 +278,25 @@ class Writer(threading.Thread):
             if reading.seq is not None:
                 self.seq.observe(reading.station_id, reading.seq)
             if self.publish is not None:
+                flags: dict[str, str] = {}
+                checks: dict[str, str] = {}
+                for parameter, result in qc.items():
+                    flags[parameter] = result.flag  # a StrEnum: orjson writes its value
+                    if result.flag is QcFlag.SUSPECT:
+                        checks[parameter] = result.check
                 entry: LatestEntryData = {
-                    "station": reading.station_id,
+                    "station": station_id,
                     "ts": format_ts(reading.ts_ns),
                     "values": reading.values,
-                    "qc": {p: r.flag.value for p, r in qc.items()},
+                    "qc": flags,
                     "seq": reading.seq,
                 }
-                checks = {p: r.check for p, r in qc.items() if r.flag is QcFlag.SUSPECT}
                 if checks:
                     entry["checks"] = checks
-                batch.entries.setdefault(reading.station_id, []).append(entry)
+                entries = batch.entries.get(station_id)
+                if entries is None:
+                    entries = batch.entries[station_id] = []
+                entries.append(entry)
 
         self.stats.seq_gaps = self.seq.gaps_total
         self.stats.seq_missing = self.seq.missing

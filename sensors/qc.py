@@ -63,6 +63,10 @@ class _Series:
     values: list[float] = field(default_factory=list)
 
     def add(self, ts_ns: int, value: float) -> None:
+        if not self.ts or ts_ns > self.ts[-1]:  # live traffic: in time order
+            self.ts.append(ts_ns)
+            self.values.append(value)
+            return
         index = bisect.bisect_left(self.ts, ts_ns)
         if index < len(self.ts) and self.ts[index] == ts_ns:
             self.values[index] = value
@@ -92,8 +96,11 @@ class StationHistory:
         """Record an observation (replacing one at the same time) and forget old ones."""
         if ts_ns > self.latest_ns:
             self.latest_ns = ts_ns
+        series = self.series
         for parameter, value in values.items():
-            serie = self.series.setdefault(parameter, _Series())
+            serie = series.get(parameter)
+            if serie is None:  # not setdefault: that built a _Series per value (issue 9 profile)
+                serie = series[parameter] = _Series()
             serie.add(ts_ns, value)
             serie.trim(serie.ts[-1] - HISTORY_NS)
 
