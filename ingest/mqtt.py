@@ -28,7 +28,14 @@ from ingest.metrics import IngestStats
 from sensors.registry import StationRegistry
 from sensors.schema import QuarantineReason
 from sensors.settings import Settings
-from sensors.topics import READINGS_FILTER, STATUS_FILTER, accepted_topic
+from sensors.topics import (
+    BROKER_SYS_TOPICS,
+    READINGS_FILTER,
+    STATUS_FILTER,
+    SYS_DROPPED,
+    SYS_STORED,
+    accepted_topic,
+)
 from sensors.validation import Limits, Refusal, Verdict
 
 logger = logging.getLogger(__name__)
@@ -86,6 +93,9 @@ class MqttIntake:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_connect_fail = self._on_connect_fail
+        # The mid of the $SYS subscription: its refusal (an ACL without it) is logged, never
+        # taken for a refusal of the station topics.
+        self._sys_mid: int | None = None
         # The broker closed our connection and we have not failed to connect since: if the next
         # connect succeeds at once, someone else was using our client id (below).
         self._closed_by_peer = False
@@ -178,16 +188,27 @@ class MqttIntake:
             flags.session_present,
         )
         client.subscribe([(f, 1) for f in self.filters])
+        if self.accepting:  # not for provision_session
+            self._sys_mid = client.subscribe([(topic, 0) for topic in BROKER_SYS_TOPICS])[1]
 
     def _on_subscribe(
         self,
         _client: mqtt.Client,
         _userdata: Any,
-        _mid: int,
+        mid: int,
         reason_codes: list[ReasonCode],
         _properties: Properties | None,
     ) -> None:
         refused = [str(code) for code in reason_codes if code.is_failure]
+        if mid == self._sys_mid:
+            if refused:
+                logger.warning(
+                    "the broker refused its $SYS counters (%s): broker drops are not watched; "
+                    "grant the ingester role subscribe on %s",
+                    ", ".join(refused),
+                    ", ".join(BROKER_SYS_TOPICS),
+                )
+            return
         if refused:
             logger.error("subscription refused by the broker: %s", ", ".join(refused))
             return
@@ -232,6 +253,9 @@ class MqttIntake:
             topic = message.topic
         except UnicodeDecodeError:  # the broker should refuse these; never trust that it did
             topic = UNDECODABLE_TOPIC
+        if topic.startswith("$SYS/"):  # QoS 0, no acknowledgement, never a station's
+            self._on_broker_counter(topic, bytes(message.payload))
+            return
         payload = bytes(message.payload)
         try:
             delivery = judge_delivery(
@@ -260,6 +284,19 @@ class MqttIntake:
         if delivery.verdict is not None:
             self.stats.readings_received += delivery.verdict.readings_received
         self.deliveries.put(delivery)
+
+    def _on_broker_counter(self, topic: str, payload: bytes) -> None:
+        try:
+            value = int(payload)
+        except ValueError:
+            logger.warning("unreadable broker counter on %s: %r", topic, payload[:40])
+            return
+        if topic == SYS_DROPPED:
+            if value > max(self.stats.broker_dropped, 0):  # at start-up, and on every increase
+                logger.warning("the broker dropped messages: %d since it started", value)
+            self.stats.broker_dropped = value
+        elif topic == SYS_STORED:
+            self.stats.broker_stored = value
 
 
 def provision_session(settings: Settings, timeout_s: float = 10.0) -> bool:

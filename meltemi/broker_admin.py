@@ -40,7 +40,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
-from sensors.topics import STATION_ID_RE
+from sensors.topics import BROKER_SYS_TOPICS, STATION_ID_RE
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ def _service_acls(role: Role) -> list[dict[str, Any]]:
                 acls.append(_acl("subscribePattern", topic))
             acls.append(_acl("publishClientReceive", f"stations/+/{kind}"))
         acls.append(_acl("publishClientSend", "meltemi/accepted/+"))
+        # issue 9: the broker's own dropped/stored counters, so that a loss is never silent
+        # (receiving is allowed by defaultACLAccess; subscribing must be granted).
+        for topic in BROKER_SYS_TOPICS:
+            acls.append(_acl("subscribeLiteral", topic))
         return acls
     if role == "api":
         return [
