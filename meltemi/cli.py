@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--client-id", default=None, help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)"
     )
+    ingest.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="run N supervised ingester processes on the shared subscription, worker i with "
+        "client id and broker account CLIENT_ID-i (default MELTEMI_INGEST_WORKERS, 1)",
+    )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
     _add_identity_parsers(sub)
     # Everything after `simulate` belongs to the simulator's own parser (see main()).
@@ -169,9 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 overrides["ingest_shared_group"] = args.shared
             if args.client_id:
                 overrides["mqtt_client_id"] = args.client_id
+            if args.workers is not None:
+                overrides["ingest_workers"] = args.workers
         settings = load_settings(**overrides)
         if args.command in ("stations", "accounts"):
             return _run_identity(args, settings)
+        if args.command == "ingest" and settings.ingest_workers > 1:
+            from meltemi.workers import run as run_workers
+
+            return run_workers(settings, settings.ingest_workers)
         if args.command == "ingest":
             from ingest.service import run as run_ingest
 

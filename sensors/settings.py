@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     ingest_linger_s: float = Field(0.1, ge=0, le=5)
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
+    # --- Scale-out (issue 9; `meltemi ingest --workers N`, `meltemi up`) ---
+    # Ingester processes on the shared subscription, each with its own session, spool and
+    # client id (worker i: "{MELTEMI_MQTT_CLIENT_ID}-{i}"). 1 runs the ingester in-process.
+    ingest_workers: int = Field(1, ge=1, le=64)
+    # The workers' own broker accounts (the broker enforces client id = username): a 0600 JSON
+    # object {"meltemi-ingest-1": "secret", ...} that `meltemi up` writes. Unset: worker i logs
+    # in as "{MELTEMI_MQTT_USERNAME}-{i}" with MELTEMI_MQTT_PASSWORD.
+    ingest_credentials_file: Path | None = None
 
     # --- InfluxDB provisioning (issue 8 part 3) ---
     # Duration of the `quarantine` retention policy that deploy/provision_influxdb.py and
