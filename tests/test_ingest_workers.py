@@ -30,7 +30,6 @@ from tests.helpers import (
 )
 
 STATIONS = [f"wk-{k}" for k in range(4)]
-PER_STATION = 100
 QUEUE_MAX = 40  # per session; the two workers' sessions hold 80 of a burst, the broker drops more
 BASE_ID = "meltemi-ingest-t"
 
@@ -58,8 +57,10 @@ def _publish(port: int, station: str, secret: str, seq_start: int, count: int) -
         for k in range(count)
     ]
     done = subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-i", station, "-u", station]
-        + ["-P", secret, "-q", "1", "-t", f"stations/{station}/readings", "-l"],
+        [
+            *("mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-i", station, "-u", station),
+            *("-P", secret, "-q", "1", "-t", f"stations/{station}/readings", "-l"),
+        ],
         input="\n".join(lines) + "\n",
         capture_output=True,
         text=True,
@@ -133,9 +134,8 @@ def test_workers_share_the_stream_restart_and_surface_broker_drops(
         wait_for(lambda: subscribed() >= 2, 30, 0.1, "both workers subscribed")
         # 1. The stream is shared: every reading stored once, by one worker or the other.
         for station in STATIONS:
-            secret = station_secrets[station].get_secret_value()
-            _publish(broker.port, station, secret, 0, PER_STATION)
-        sent = len(STATIONS) * PER_STATION
+            _publish(broker.port, station, station_secrets[station].get_secret_value(), 0, 100)
+        sent = len(STATIONS) * 100
         wait_for(lambda: stored() == sent, 30, 0.2, f"{sent} readings stored")
         each = [
             prometheus_value(
@@ -167,8 +167,8 @@ def test_workers_share_the_stream_restart_and_surface_broker_drops(
         # 4. While both are down the sessions queue at most QUEUE_MAX each; the broker drops
         # the rest, and the restarted workers report exactly what it dropped.
         burst = 200
-        secret = station_secrets[STATIONS[0]].get_secret_value()
-        _publish(broker.port, STATIONS[0], secret, PER_STATION, burst)
+        first = STATIONS[0]
+        _publish(broker.port, first, station_secrets[first].get_secret_value(), 100, burst)
         supervisor.start()
         wait_for(lambda: subscribed() >= 5, 30, 0.1, "workers back")
 
