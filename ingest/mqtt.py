@@ -313,3 +313,27 @@ def provision_session(settings: Settings, timeout_s: float = 10.0) -> bool:
         return intake.subscribed.wait(timeout_s)
     finally:
         intake.disconnect()
+
+
+def end_session(settings: Settings, timeout_s: float = 10.0) -> bool:
+    """End the durable session of ``settings.mqtt_client_id`` at the broker (a clean start with
+    session expiry 0, then a disconnect): the broker stops queueing for it. Returns whether the
+    broker accepted the connection."""
+    intake = MqttIntake(settings, StationRegistry([]), queue.Queue(), IngestStats())
+    intake.accepting = False
+    connected = threading.Event()
+    intake.client.on_connect = lambda _c, _u, _f, rc, _p: None if rc.is_failure else connected.set()
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's hints stop here
+    properties.SessionExpiryInterval = 0
+    intake.client.connect_async(
+        settings.mqtt_host,
+        settings.mqtt_port,
+        keepalive=30,
+        clean_start=True,
+        properties=properties,
+    )
+    intake.client.loop_start()
+    try:
+        return connected.wait(timeout_s)
+    finally:
+        intake.disconnect()

@@ -332,6 +332,10 @@ class DynsecAdmin:
         self.ensure_role(role, _station_acls(station_id))
         self.create_client(station_id, secret, role)
 
+    def ensure_service_role(self, role: Role) -> None:
+        """Create or bring up to date a service role (an upgrade adds the ACLs it lacks)."""
+        self.ensure_role(ROLE_PREFIX[role], _service_acls(role))
+
     def add_service(self, username: str, role: Role, secret: SecretStr) -> None:
         """Create a service client (ingester, API replica) with the service role's ACLs."""
         self.ensure_role(ROLE_PREFIX[role], _service_acls(role))
