@@ -52,6 +52,7 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
     up = _up(tmp_path, ports)
     try:
         health = wait_for(lambda: _healthy(f"{api}/health"), timeout_s=90, message="/health")
+        assert health is not None
         assert {k: health[k] for k in ("status", "mqtt", "influxdb")} == {
             "status": "ok",
             "mqtt": True,
