@@ -255,5 +255,5 @@ def test_fast_parse_agrees_with_the_strict_path_on_hostile_and_plain_messages():
         assert [r.model_dump() for r in fast] == _strict_readings(payload), payload
     assert fast_taken >= 200  # the plain readings take it
     for payload in extra:
-        if payload.count(b'"a"') > 1 and b"diag" not in payload or b'"ts": 3' in payload:
+        if (payload.count(b'"a"') > 1 and b"diag" not in payload) or b'"ts": 3' in payload:
             assert _fast_readings(payload) is None, payload  # duplicates: the strict path
