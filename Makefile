@@ -9,9 +9,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # shipped), openssl (the tests' throw-away CA, and the TLS witness s_client) and iproute2 (ss).
 APT_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client chromium nginx openssl iproute2
 # The dashboard's scripts offline (issue 12): DejaVu covers Greek, Latin, Cyrillic, Georgian,
-# Arabic and Persian, Nafees (Naskh) Urdu; fontconfig gives them to Chromium. Node and npm
-# install axe-core for the accessibility tests (tests/axe, npm ci); curl is a witness client.
-APT_PACKAGES += fonts-dejavu-core fonts-nafees nodejs npm curl
+# Arabic and Persian, Nafees (Naskh) Urdu; fontconfig gives them to Chromium. curl is a witness
+# client.
+APT_PACKAGES += fonts-dejavu-core fonts-nafees curl
+# Node and npm install axe-core for the accessibility tests (tests/axe, npm ci). They are
+# installed from Debian only when the commands are missing: a machine may already have a
+# Node.js of its own (e.g. NodeSource's, which bundles npm and conflicts with Debian's npm).
+NODE_PACKAGES := nodejs npm
 
 .PHONY: up test lint pytest deps venv bench clean help
 
@@ -43,6 +47,7 @@ deps:
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then missing="$$missing python3-venv"; fi; \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing="$$missing $(NODE_PACKAGES)"; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && \

@@ -29,13 +29,18 @@ from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import (
+    alerts,
+    catalog,
     dashboard,
     docs,
+    fire_weather,
     health,
     latest,
     metrics,
     parameters,
     series,
+    sta,
+    station_health,
     stations,
     stream,
 )
@@ -67,7 +72,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _include_routers(app: FastAPI) -> None:
     """Every route of the app; add a component's router here."""
-    for module in (health, metrics, parameters, stations, latest, series, stream):
+    for module in (
+        health,
+        metrics,
+        parameters,
+        stations,
+        latest,
+        series,
+        stream,
+        station_health,
+        sta,
+        catalog,
+    ):
+        app.include_router(module.router)
+    for module in (fire_weather, alerts):  # issue 10 (helper "civil")
         app.include_router(module.router)
     dashboard.install(app)  # GET / and /static
     if app.state.settings.api_docs:

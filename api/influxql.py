@@ -25,10 +25,10 @@ InfluxQL = NewType("InfluxQL", str)
 # Every identifier a query may name: measurements, the station tag, and the fields of the
 # stored schema (sensors.schema). Anything else is a bug, not input.
 MEASUREMENTS: Final = frozenset(
-    {schema.READINGS, schema.STATUS, schema.QUARANTINE, schema.INGEST_STATS}
+    {schema.READINGS, schema.STATUS, schema.QUARANTINE, schema.INGEST_STATS, schema.DIAGNOSTICS}
 )
 _SCHEMA_FIELDS: Final = frozenset(
-    {schema.STATION_TAG, schema.SEQ_FIELD, "ingester", "state", "firmware"}
+    {schema.STATION_TAG, schema.SEQ_FIELD, "ingester", "state", "firmware", "reason", "detail"}
     | PARAMETER_IDS
     | {schema.qc_field(p) for p in PARAMETER_IDS}
     | {schema.check_field(p) for p in PARAMETER_IDS}

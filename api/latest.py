@@ -1,8 +1,8 @@
 """Newest reading rows as ``latest`` entries, with their derived values (pure).
 
 Derived values (CONTRACT §4) are computed from each row's values, for all rows in one numpy
-call, and rounded to 0.01 like the live stream's (api.live); each carries the worst QC flag of
-its inputs.
+call, by sensors.derived.derive_readings: rounded to 0.01 like the live stream's (api.live),
+each with the worst QC flag of its inputs.
 """
 
 from __future__ import annotations
@@ -11,29 +11,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from api.influx import Cell
 from sensors import schema
 from sensors.catalog import CATALOG
-from sensors.derived import DERIVED, compute_derived
+from sensors.derived import derive_readings
 from sensors.models import format_ts
 from sensors.outbound import LatestEntry
 from sensors.schema import QcFlag
-
-DERIVED_DECIMALS = 2  # as the live stream (api.live) rounds them: 0.01 °C is plenty
-_INPUTS = sorted({name for spec in DERIVED.values() for name in spec.inputs})
 
 
 def parse_flag(value: Cell) -> QcFlag:
     """Return a stored QC flag; anything unexpected counts as suspect, never as good."""
     return QcFlag.GOOD if value == QcFlag.GOOD.value else QcFlag.SUSPECT
-
-
-def worst_flag(qc: Mapping[str, QcFlag], inputs: tuple[str, ...]) -> QcFlag:
-    """Return suspect when any input is suspect, else good."""
-    suspect = any(qc.get(name) == QcFlag.SUSPECT for name in inputs)
-    return QcFlag.SUSPECT if suspect else QcFlag.GOOD
 
 
 @dataclass(slots=True)
@@ -74,18 +63,14 @@ def latest_entries(rows: Sequence[tuple[str, Mapping[str, Cell]]]) -> list[Lates
     parsed = [item for station_id, row in rows if (item := _parse(station_id, row))]
     if not parsed:
         return []
-    arrays = {
-        name: np.array([item.values.get(name, np.nan) for item in parsed], dtype=np.float64)
-        for name in _INPUTS
-    }
-    derived = {name: array.tolist() for name, array in compute_derived(arrays).items()}
+    derived = derive_readings([(item.values, item.qc) for item in parsed])
     entries = []
-    for k, item in enumerate(parsed):
-        for derived_id, column in derived.items():
-            value = column[k]
-            if math.isfinite(value):
-                item.values[derived_id] = round(value, DERIVED_DECIMALS)
-                item.qc[derived_id] = worst_flag(item.qc, DERIVED[derived_id].inputs)
+    for item, extra in zip(parsed, derived, strict=True):
+        for derived_id, served in extra.items():
+            item.values[derived_id] = served.value
+            item.qc[derived_id] = served.flag
+            if served.check:
+                item.checks[derived_id] = served.check
         entries.append(
             LatestEntry(
                 station=item.station_id,

@@ -44,8 +44,13 @@ from sensors.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-HEAVY_PATHS: Final = re.compile(r"^/v1/(?:stations/[^/]+/series|series|export)/?$")
-LIMITED_PREFIX: Final = "/v1/"
+# Heavy: series, export, station health (tens of statements per answer) and SensorThings paths
+# that read Observations from InfluxDB.
+HEAVY_PATHS: Final = re.compile(
+    r"^/v1/(?:stations/[^/]+/(?:series|health)|series|export|health/stations)/?$"
+    r"|^/sta/v1\.1/.*Observations"
+)
+LIMITED_PREFIX: Final = ("/v1/", "/sta/")  # the SensorThings facade reads InfluxDB too
 STREAM_PATH: Final = "/v1/stream"  # has its own disconnect handling (api.routes.stream)
 MAX_TRACKED_CLIENTS: Final = 100_000  # buckets kept; full ones are forgotten beyond this
 BUSY_RETRY_S: Final = 1

@@ -39,7 +39,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from fastapi import FastAPI
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,11 +47,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from api.live_check import LiveDrop, TimeWindow, check_entry
-from sensors.derived import DERIVED, compute_derived
+from sensors.alerting import ALERTS_FILTER, ALERTS_TOPIC_PREFIX, AlertMessage
+from sensors.derived import derive_readings
 from sensors.models import MAX_PAYLOAD_BYTES, PayloadRefused, format_ts, parse_status, parse_ts_ns
 from sensors.outbound import LatestEntry, decode_entries
 from sensors.registry import StationRegistry
-from sensors.schema import QcFlag
 from sensors.settings import Settings
 from sensors.topics import (
     ACCEPTED_FILTER,
@@ -65,7 +64,7 @@ from sensors.topics import (
 
 logger = logging.getLogger(__name__)
 
-EventKind = Literal["reading", "status"]
+EventKind = Literal["reading", "status", "alert"]
 
 RING_SIZE: Final = 2000  # events kept for resumption: ~3 min of a 12-station network at 1 Hz
 REPLAY_WINDOW_S: Final = 300.0  # ... and never older than 5 minutes (issue 5: "a short window")
@@ -261,19 +260,43 @@ def reading_event_data(entry: LatestEntry) -> str:
     """
     values = dict(entry.values)
     qc = dict(entry.qc)
-    derived = compute_derived({name: np.array([value]) for name, value in values.items()})
-    for derived_id, array in derived.items():
-        value = float(array[0])
-        if np.isfinite(value):
-            values[derived_id] = round(value, 2)
-            qc[derived_id] = _worst_flag(qc, _DERIVED_INPUTS[derived_id])
-    served = entry.model_copy(update={"values": values, "qc": qc})
+    checks = dict(entry.checks)
+    for derived_id, derived in derive_readings([(values, qc)])[0].items():
+        values[derived_id] = derived.value
+        qc[derived_id] = derived.flag
+        if derived.check:
+            checks[derived_id] = derived.check
+    served = entry.model_copy(update={"values": values, "qc": qc, "checks": checks})
     return served.model_dump_json(exclude_none=True)
 
 
-def _worst_flag(qc: dict[str, QcFlag], inputs: tuple[str, ...]) -> QcFlag:
-    flags = [qc.get(name, QcFlag.GOOD) for name in inputs]
-    return QcFlag.SUSPECT if QcFlag.SUSPECT in flags else QcFlag.GOOD
+def alert_event_data(key: str, payload: bytes, registry: StationRegistry) -> tuple[str, str] | None:
+    """Return (key, event JSON) of an alert message, or None when it is not one to stream."""
+    try:
+        message = AlertMessage.model_validate_json(payload)
+    except ValidationError:
+        return None
+    if message.station != key or message.area.key != key:
+        return None
+    if message.area.kind == "station" and key not in registry:
+        return None
+    event = {
+        "identifier": message.identifier,
+        "episode": message.episode,
+        "rule": message.rule,
+        "station": key,
+        "msg_type": message.msg_type,
+        "all_clear": message.all_clear,
+        "active": message.active,
+        "level": message.level,
+        "severity": message.severity,
+        "sent": format_ts(int(message.sent.timestamp()) * 1_000_000_000),
+        "event": {"el": message.event.el, "en": message.event.en},
+        "headline": {"el": message.headline.el, "en": message.headline.en},
+        "area": {"el": message.area.description.el, "en": message.area.description.en},
+        "cap": f"/v1/alerts/{message.identifier}.cap",
+    }
+    return key, json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
 def status_event_data(
@@ -303,9 +326,6 @@ def status_event_data(
         {"station": station, "state": status.state, "ts": ts, "firmware": status.firmware},
         separators=(",", ":"),
     )
-
-
-_DERIVED_INPUTS: Final = {spec.id: spec.inputs for spec in DERIVED.values()}
 
 
 class LiveFeed:
@@ -339,6 +359,7 @@ class LiveFeed:
         # reports the feed down while it is set, and the log says why.
         self.last_refusal: str | None = None
         self._connected = threading.Event()
+        self._alerts_mid: int | None = None  # the alerts subscription (see _on_connect)
         self._started_at = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._intake: asyncio.Queue[_Item] | None = None
@@ -425,15 +446,22 @@ class LiveFeed:
             logger.warning("live feed: broker refused the connection: %s", reason_code)
             return
         client.subscribe([(ACCEPTED_FILTER, 0), (STATUS_FILTER, 0)])
+        # Issue 10: the alert engine's messages, on their own subscription so that a broker
+        # whose API role predates them refuses only this one and the readings still stream.
+        self._alerts_mid = client.subscribe(ALERTS_FILTER, 1)[1]
 
     def _on_subscribe(
         self,
         _client: mqtt.Client,
         _userdata: object,
-        _mid: int,
+        mid: int,
         reason_codes: list[ReasonCode],
         _properties: Properties | None,
     ) -> None:
+        if mid == self._alerts_mid:
+            if any(code.is_failure for code in reason_codes):
+                logger.warning("live feed: no alert events, subscription refused: %s", reason_codes)
+            return
         if any(code.is_failure for code in reason_codes):
             # Connected but not subscribed (e.g. an ACL without read access): the stream would
             # stay silent, so the feed is not "connected" for /health.
@@ -486,6 +514,8 @@ class LiveFeed:
         now_ns = time.time_ns()
         if topic.startswith(ACCEPTED_PREFIX):
             return self._decode_accepted(topic, payload, retained, now_ns)
+        if topic.startswith(ALERTS_TOPIC_PREFIX):
+            return self._decode_alert(topic, payload, retained)
         parsed = parse_station_topic(topic)
         if parsed is None or parsed[1] != "status" or parsed[0] not in self.registry:
             return []
@@ -524,6 +554,17 @@ class LiveFeed:
             else:
                 self._count_drop(problem, topic)
         return items
+
+    def _decode_alert(self, topic: str, payload: bytes, retained: bool) -> list[_Item]:
+        # Only the alert engine's broker role may publish here (meltemi/broker_admin.py); the
+        # message is still re-checked: not retained, the engine's own schema, and the topic's
+        # key equal to the message's station or area, which must exist.
+        data = alert_event_data(topic[len(ALERTS_TOPIC_PREFIX) :], payload, self.registry)
+        if retained or data is None:
+            self._count_drop(LiveDrop.RETAINED if retained else LiveDrop.MALFORMED, topic)
+            return []
+        key, text = data
+        return [_Item("alert", StationId(key), text)]
 
     # --- the event loop --------------------------------------------------------------------
 

@@ -30,8 +30,19 @@ class HealthOut(_Out):
     broker_dropped: int | None = None
 
 
+class BandOut(_Out):
+    """One class of a derived value (e.g. a Thom discomfort class): null ``min``/``max`` is
+    unbounded; which edge belongs to the class is the parameter's ``band_edge``."""
+
+    id: str
+    label: str
+    min: float | None
+    max: float | None
+
+
 class ParameterOut(_Out):
-    """One catalogue entry; derived parameters have no physical range and list their inputs."""
+    """One catalogue entry; derived parameters have no physical range, list their inputs and
+    name their source, and those with classes list them (lowest first)."""
 
     id: str
     name: str
@@ -41,6 +52,11 @@ class ParameterOut(_Out):
     agg: Aggregation
     derived: bool = False
     inputs: list[str] | None = None
+    source: str | None = None
+    bands: list[BandOut] | None = None
+    band_edge: Literal["lower", "upper"] | None = None  # the edge a class includes
+    min_interval: str | None = None  # series of it need at least this interval (EAQI: 1h)
+    note: str | None = None  # how latest and the stream differ from series, if they do
 
 
 class ParametersOut(_Out):

@@ -170,8 +170,12 @@ def resolve_parameters(station: Station, value: str | None) -> tuple[str, ...]:
     """Return the parameters asked for, each known and measured (or derivable) at the station."""
     measured = set(station.parameters)
     derivable = [d for d, spec in DERIVED.items() if set(spec.inputs) <= measured]
+    # Hourly and daily indices (EAQI levels, WHO ratios) only when asked for: they need >= 1h/1d.
     if value is None:
-        return (*station.parameters, *derivable)
+        return (
+            *station.parameters,
+            *(d for d in derivable if not (DERIVED[d].hourly or DERIVED[d].daily)),
+        )
     names = _split("parameters", value)
     if len(names) > MAX_PARAMETERS:
         raise SeriesRequestError(f"parameters: at most {MAX_PARAMETERS} at a time")
@@ -206,7 +210,7 @@ def resolve_aggs(
         return {}
     if value is None:
         return {
-            p: (CATALOG[p].default_agg if p in CATALOG else DERIVED_DEFAULT_AGG,)
+            p: (CATALOG[p].default_agg if p in CATALOG else DERIVED[p].default_agg,)
             for p in parameters
         }
     chosen: list[Aggregation] = []

@@ -13,12 +13,12 @@ import numpy.typing as npt
 
 from api.aggregate import NS, AggValue, FloatArray, IntArray, aggregate_windows, vector_mean_deg
 from api.influx import Cell, StatementResult
-from api.latest import DERIVED_DECIMALS
 from api.models import AggPoint, RawPoint
 from api.series import DERIVED_MAX_READINGS, INTERVAL_NS, MAX_POINTS, SeriesPlan, SeriesRequestError
 from sensors import schema
+from sensors.airquality import DAILY_MEAN_MIN_HOURS
 from sensors.catalog import AGGREGATIONS, CATALOG, Aggregation
-from sensors.derived import DERIVED, compute_derived
+from sensors.derived import DERIVED, compute_derived, derive
 from sensors.models import format_ts
 from sensors.schema import QcFlag
 
@@ -119,19 +119,101 @@ def derived_windows(plan: SeriesPlan, result: StatementResult) -> dict[str, Wind
             "parameters only"
         )
     inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
-    computed = compute_derived(inputs)
-    return {
-        p: aggregate_windows(
-            readings.ts,
-            computed[p],
+    hourly = [p for p in plan.derived if DERIVED[p].hourly]
+    if hourly and INTERVAL_NS[plan.interval] < HOUR_NS:
+        raise SeriesRequestError(_hourly_only(hourly))
+    daily = [p for p in plan.derived if DERIVED[p].daily]
+    if daily and plan.interval != "1d":
+        raise SeriesRequestError(_daily_only(daily))
+    per_reading = [p for p in plan.derived if p not in hourly and p not in daily]
+    computed = derive(inputs, readings.good, per_reading)
+    out: dict[str, Windows] = {}
+    for p in plan.derived:
+        if p in hourly:
+            ts, values = _hourly_levels(plan, p, inputs[DERIVED[p].inputs[0]], readings.ts)
+        elif p in daily:
+            ts, values = _daily_ratios(plan, p, inputs[DERIVED[p].inputs[0]], readings.ts)
+        else:
+            ts, values = readings.ts, computed[p].values
+        out[p] = aggregate_windows(
+            ts,
+            values,
             plan.aggs[p],
             step_ns=INTERVAL_NS[plan.interval],
             zone=plan.window_tz,
             start_ns=plan.start_ns,
             end_ns=plan.end_ns,
         )
-        for p in plan.derived
-    }
+    return out
+
+
+HOUR_NS = 3600 * NS
+
+
+def _hourly_only(parameters: Sequence[str]) -> str:
+    return (
+        f"{', '.join(parameters)}: the European Air Quality Index is defined on hourly means; "
+        "choose an interval of 1h or longer"
+    )
+
+
+def _daily_only(parameters: Sequence[str]) -> str:
+    return (
+        f"{', '.join(parameters)}: the WHO 2021 guideline is compared with daily means; "
+        "choose interval 1d"
+    )
+
+
+def _hourly_means(
+    plan: SeriesPlan, concentration: FloatArray, ts: IntArray
+) -> tuple[IntArray, FloatArray]:
+    """Return the hour starts (UTC) and the mean concentration of each hour with readings."""
+    means = aggregate_windows(
+        ts,
+        concentration,
+        ("mean",),
+        step_ns=HOUR_NS,
+        zone=None,
+        start_ns=plan.start_ns,
+        end_ns=plan.end_ns,
+    )
+    hours = np.asarray(sorted(means), dtype=np.int64)
+    values = np.asarray([means[h]["mean"] for h in hours.tolist()], dtype=np.float64)
+    return hours, values
+
+
+def _daily_ratios(
+    plan: SeriesPlan, parameter: str, concentration: FloatArray, ts: IntArray
+) -> tuple[IntArray, FloatArray]:
+    """Return each day's start and its mean of hourly means over the WHO 2021 24-hour guideline,
+    for days with at least DAILY_MEAN_MIN_HOURS hourly means (Directive 2008/50/EC: 75 %)."""
+    hours, hourly = _hourly_means(plan, concentration, ts)
+    days = aggregate_windows(
+        hours,
+        hourly,
+        ("mean", "count"),
+        step_ns=INTERVAL_NS["1d"],
+        zone=plan.window_tz,
+        start_ns=plan.start_ns,
+        end_ns=plan.end_ns,
+    )
+    starts = [d for d in sorted(days) if int(days[d]["count"] or 0) >= DAILY_MEAN_MIN_HOURS]
+    means = np.asarray([days[d]["mean"] for d in starts], dtype=np.float64)
+    ratios = compute_derived({DERIVED[parameter].inputs[0]: means})[parameter]
+    return np.asarray(starts, dtype=np.int64), ratios
+
+
+def _hourly_levels(
+    plan: SeriesPlan, parameter: str, concentration: FloatArray, ts: IntArray
+) -> tuple[IntArray, FloatArray]:
+    """Return the hour starts (UTC) and the level of each hour's mean concentration (EEA: the
+    index is defined on hourly means, so the level is never a mean of per-reading levels)."""
+    hours, hourly_means = _hourly_means(plan, concentration, ts)
+    levels: FloatArray = np.asarray(
+        compute_derived({DERIVED[parameter].inputs[0]: hourly_means})[parameter],
+        dtype=np.float64,
+    )
+    return hours, levels
 
 
 def aggregate_points(plan: SeriesPlan, windows: dict[str, Windows]) -> list[AggPoint]:
@@ -152,6 +234,12 @@ def aggregate_points(plan: SeriesPlan, windows: dict[str, Windows]) -> list[AggP
 
 def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
     """Return the readings of a raw series with their QC flags and derived values."""
+    hourly = [p for p in plan.derived if DERIVED[p].hourly]
+    if hourly:
+        raise SeriesRequestError(_hourly_only(hourly))
+    daily = [p for p in plan.derived if DERIVED[p].daily]
+    if daily:
+        raise SeriesRequestError(_daily_only(daily))
     wanted = tuple(dict.fromkeys((*plan.stored, *plan.derived_inputs)))
     readings = ReadingArrays(result, wanted)
     if readings.size > MAX_POINTS:  # the LIMIT backstop of the 1 reading/s bound
@@ -160,11 +248,7 @@ def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
             "an aggregated interval such as 1m"
         )
     inputs = {p: readings.usable(p, plan.include_suspect) for p in plan.derived_inputs}
-    computed = {p: array for p, array in compute_derived(inputs).items() if p in plan.derived}
-    derived_flags = {
-        p: np.logical_and.reduce([readings.good[i] for i in DERIVED[p].inputs])
-        for p in plan.derived
-    }
+    computed = derive(inputs, readings.good, plan.derived)
     points: list[RawPoint] = []
     ts_list = readings.ts.tolist()
     labels = format_times(ts_list)
@@ -172,10 +256,7 @@ def raw_points(plan: SeriesPlan, result: StatementResult) -> list[RawPoint]:
         (p, readings.usable(p, plan.include_suspect).tolist(), readings.good[p].tolist())
         for p in plan.stored
     ]
-    derived = [
-        (p, np.round(computed[p], DERIVED_DECIMALS).tolist(), derived_flags[p].tolist())
-        for p in plan.derived
-    ]
+    derived = [(p, computed[p].rounded().tolist(), computed[p].good.tolist()) for p in plan.derived]
     for k in range(len(ts_list)):
         values: dict[str, float] = {}
         qc: dict[str, str] = {}

@@ -50,14 +50,15 @@ SECRET_BYTES: Final = 32  # 256 bits: a stolen lamp-post secret is the only way 
 PBKDF2_ITERATIONS: Final = 101  # what Mosquitto 2.0.11's own `mosquitto_ctrl dynsec init` writes
 SALT_BYTES: Final = 12
 
-Role = Literal["ingester", "api", "admin"]
+Role = Literal["ingester", "api", "admin", "alerts"]
 ROLE_PREFIX: Final[dict[Role, str]] = {
     "ingester": "meltemi-ingest",
     "api": "meltemi-api",
     "admin": "meltemi-admin",
+    "alerts": "meltemi-alerts",  # the alert engine: the only writer of meltemi/alerts/+
 }
 # Service account names follow the shared naming: meltemi-ingest…, meltemi-api…
-SERVICE_NAME_RE: Final = r"^meltemi-(ingest|api|admin)(-[a-z0-9]{1,32})?$"
+SERVICE_NAME_RE: Final = r"^meltemi-(ingest|api|admin|alerts)(-[a-z0-9]{1,32})?$"
 
 
 class BrokerAdminError(Exception):
@@ -88,7 +89,7 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "allow": True, "priority": 0}
 
 
-def _service_acls(role: Role) -> list[dict[str, Any]]:
+def service_acls(role: Role) -> list[dict[str, Any]]:
     """Return the ACLs of a service role (what deploy/meltemi.acl granted, in dynsec form)."""
     if role == "ingester":
         acls = []
@@ -108,7 +109,11 @@ def _service_acls(role: Role) -> list[dict[str, Any]]:
             _acl("subscribePattern", "stations/+/status"),
             _acl("publishClientReceive", "meltemi/accepted/+"),
             _acl("publishClientReceive", "stations/+/status"),
+            _acl("subscribePattern", "meltemi/alerts/+"),  # issue 10: the `alert` events
+            _acl("publishClientReceive", "meltemi/alerts/+"),
         ]
+    if role == "alerts":
+        return [_acl("publishClientSend", "meltemi/alerts/+")]
     return [
         _acl("publishClientSend", CONTROL_TOPIC),
         _acl("publishClientReceive", RESPONSE_TOPIC),
@@ -151,7 +156,9 @@ def initial_config(admin_username: str, admin_secret: SecretStr) -> str:
     other client is created through the running broker. Default access denies everything a role
     does not grant.
     """
-    roles = [_role_doc(ROLE_PREFIX[r], _service_acls(r)) for r in ("admin", "ingester", "api")]
+    roles = [
+        _role_doc(ROLE_PREFIX[r], service_acls(r)) for r in ("admin", "ingester", "api", "alerts")
+    ]
     document = {
         "clients": [
             {
@@ -334,11 +341,11 @@ class DynsecAdmin:
 
     def ensure_service_role(self, role: Role) -> None:
         """Create or bring up to date a service role (an upgrade adds the ACLs it lacks)."""
-        self.ensure_role(ROLE_PREFIX[role], _service_acls(role))
+        self.ensure_role(ROLE_PREFIX[role], service_acls(role))
 
     def add_service(self, username: str, role: Role, secret: SecretStr) -> None:
         """Create a service client (ingester, API replica) with the service role's ACLs."""
-        self.ensure_role(ROLE_PREFIX[role], _service_acls(role))
+        self.ensure_role(ROLE_PREFIX[role], service_acls(role))
         self.create_client(username, secret, ROLE_PREFIX[role])
 
     def set_secret(self, username: str, secret: SecretStr) -> None:

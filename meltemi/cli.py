@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from alerts.errors import AlertsError
+from alerts.rules import RulesError
 from meltemi.broker_admin import BrokerAdminError
 from meltemi.credentials import CredentialsError
 from meltemi.identities import IdentityError
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "client id and broker account CLIENT_ID-i (default MELTEMI_INGEST_WORKERS, 1)",
     )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
+    sub.add_parser("alerts", help="run the alert engine: rules over the readings, CAP messages")
     _add_identity_parsers(sub)
     # Everything after `simulate` belongs to the simulator's own parser (see main()).
     sub.add_parser("simulate", help="run the simulated station network", add_help=False)
@@ -92,7 +95,7 @@ def _add_identity_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     averbs = accounts.add_subparsers(dest="verb", required=True, metavar="VERB")
     aadd = averbs.add_parser("add", help="create a service account; print its secret once")
     aadd.add_argument("name", help="meltemi-ingest[-x] or meltemi-api[-x]")
-    aadd.add_argument("--role", choices=("ingester", "api"), required=True)
+    aadd.add_argument("--role", choices=("ingester", "api", "alerts"), required=True)
     for verb in ("rotate", "revoke"):
         averbs.add_parser(verb, help=f"{verb} a service account").add_argument("name")
     averbs.add_parser("list", help="service accounts and their state")
@@ -194,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from api.server import run as run_api
 
             return run_api(settings)
+        if args.command == "alerts":
+            from alerts.service import run as run_alerts
+
+            return run_alerts(settings)
         if args.command == "simulate":
             from firmware_sim.cli import main as run_simulate
 
@@ -201,7 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from meltemi.up import run as run_up
 
         return run_up(settings)
-    except (SettingsError, RegistryError, IdentityError, BrokerAdminError, CredentialsError) as exc:
+    except (
+        SettingsError,
+        RegistryError,
+        IdentityError,
+        BrokerAdminError,
+        CredentialsError,
+        RulesError,
+        AlertsError,
+    ) as exc:
         print(f"meltemi: {exc}", file=sys.stderr)  # noqa: T201  # the user's sentence
         return 2
 

@@ -36,6 +36,9 @@ class BrokerSecrets(BaseModel):
     ingest_password: SecretStr
     api_username: str
     api_password: SecretStr
+    # The alert engine's account (issue 10); files written before it existed lack it.
+    alerts_username: str = "meltemi-alerts"
+    alerts_password: SecretStr | None = None
 
 
 def secrets_dir(data_dir: Path) -> Path:

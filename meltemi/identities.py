@@ -41,9 +41,9 @@ from sensors.registry import (
     open_registry,
     registry_file,
     save_registry,
+    station_from_model,
 )
 from sensors.settings import Settings
-from sensors.topics import StationId
 
 logger = logging.getLogger(__name__)
 
@@ -130,24 +130,12 @@ def add_station(
     with admin_connection(settings) as admin:
         admin.add_station(station_id, secret)
         try:
-            _save(settings, [*stations, _station(model)])
+            _save(settings, [*stations, station_from_model(model)])
         except IdentityError:
             admin.execute([{"command": "deleteClient", "username": station_id}])
             raise
     logger.info("station %s added and its broker identity created", station_id)
     return secret
-
-
-def _station(model: StationIn) -> Station:
-    return Station(
-        id=StationId(model.id),
-        name=model.name,
-        municipality=model.municipality,
-        lat=model.lat,
-        lon=model.lon,
-        elevation_m=model.elevation_m,
-        parameters=model.parameters,
-    )
 
 
 def _find(stations: list[Station], station_id: str) -> int:

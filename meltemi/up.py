@@ -20,7 +20,13 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from ingest.mqtt import end_session, provision_session
-from meltemi.broker_admin import BrokerAdminError, DynsecAdmin, generate_secret
+from meltemi.broker_admin import (
+    ROLE_PREFIX,
+    BrokerAdminError,
+    DynsecAdmin,
+    generate_secret,
+    service_acls,
+)
 from meltemi.credentials import (
     BROKER_FILE,
     BrokerSecrets,
@@ -56,6 +62,7 @@ RESTART_LIMIT: Final = 5
 # The embedded platform's own broker users (shared naming: meltemi-ingest…, meltemi-api…).
 INGEST_USER: Final = "meltemi-ingest"
 API_USER: Final = "meltemi-api"
+ALERTS_USER: Final = "meltemi-alerts"
 SIMULATOR_ARGS: Final = ("--backfill", "48h")
 # Ingest workers `meltemi up` runs (issue 9) unless MELTEMI_INGEST_WORKERS says otherwise: two
 # processes use both cores of the smallest machine the platform is measured on.
@@ -91,6 +98,11 @@ def _broker_secrets(settings: Settings, data_dir: Path) -> BrokerSecrets:
     except CredentialsError as exc:
         raise ServiceError(str(exc)) from exc
     if stored is not None:
+        if stored.alerts_password is None:  # written before the alert engine existed
+            stored = stored.model_copy(
+                update={"alerts_username": ALERTS_USER, "alerts_password": generate_secret()}
+            )
+            save_broker_secrets(data_dir, stored)
         return stored
     if (data_dir / "mosquitto" / DYNSEC_FILE).exists():
         raise ServiceError(
@@ -104,6 +116,8 @@ def _broker_secrets(settings: Settings, data_dir: Path) -> BrokerSecrets:
         ingest_password=generate_secret(),
         api_username=API_USER,
         api_password=generate_secret(),
+        alerts_username=ALERTS_USER,
+        alerts_password=generate_secret(),
     )
     path = save_broker_secrets(data_dir, secrets)
     logger.info("generated the platform's broker credentials in %s (mode 0600)", path)
@@ -147,6 +161,10 @@ def _provision(
                 admin.add_service(name, "ingester", worker_secrets[name])
         if secrets.api_username not in known:
             admin.add_service(secrets.api_username, "api", secrets.api_password)
+        else:  # a broker provisioned before issue 10: the API role gains the alerts topic
+            admin.ensure_role(ROLE_PREFIX["api"], service_acls("api"))
+        if secrets.alerts_password is not None and secrets.alerts_username not in known:
+            admin.add_service(secrets.alerts_username, "alerts", secrets.alerts_password)
         for station in open_registry(settings):
             if station.revoked:
                 continue
@@ -172,6 +190,10 @@ def _client_env(secrets: BrokerSecrets, sim_file: Path, workers_file: Path) -> d
         "MELTEMI_API_MQTT_USERNAME": secrets.api_username,
         "MELTEMI_API_MQTT_PASSWORD": secrets.api_password.get_secret_value(),
         "MELTEMI_SIM_CREDENTIALS_FILE": str(sim_file),
+        "MELTEMI_ALERTS_MQTT_USERNAME": secrets.alerts_username,
+        "MELTEMI_ALERTS_MQTT_PASSWORD": (
+            secrets.alerts_password.get_secret_value() if secrets.alerts_password else ""
+        ),
     }
 
 
@@ -257,6 +279,11 @@ def run(settings: Settings) -> int:
         ),
         ManagedProcess("api", _meltemi_argv("api"), None, env=_influx_env(env, influx_secrets.api)),
         ManagedProcess("simulator", _meltemi_argv("simulate", *SIMULATOR_ARGS), None, env=env),
+        # The alert engine reads readings and writes alert_messages: the ingester's credential
+        # (ALL on the database; the API's is read-only).
+        ManagedProcess(
+            "alerts", _meltemi_argv("alerts"), None, env=_influx_env(env, influx_secrets.ingest)
+        ),
     ]
     stop = threading.Event()
 
@@ -312,6 +339,6 @@ def run(settings: Settings) -> int:
         logger.error("%s", exc)
         return 1
     finally:
-        for process in reversed(started):  # simulator, api, ingester, influxd, mosquitto
+        for process in reversed(started):  # alerts, simulator, api, ingester, influxd, mosquitto
             process.stop()
     return 0

@@ -196,18 +196,7 @@ def parse_registry(text: str, source: str = "<registry>") -> StationRegistry:
                 for err in exc.errors()
             )
             raise RegistryError(f"{source}: {label}: {problems}") from exc
-        stations.append(
-            Station(
-                id=StationId(model.id),
-                name=model.name,
-                municipality=model.municipality,
-                lat=model.lat,
-                lon=model.lon,
-                elevation_m=model.elevation_m,
-                parameters=model.parameters,
-                revoked=model.revoked,
-            )
-        )
+        stations.append(station_from_model(model))
     try:
         return StationRegistry(stations)
     except RegistryError as exc:
@@ -294,3 +283,17 @@ def save_registry(path: Path, stations: Sequence[Station]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, "utf-8")
     os.replace(tmp, path)
+
+
+def station_from_model(model: StationIn) -> Station:
+    """Return the registry entry a validated registry table describes."""
+    return Station(
+        id=StationId(model.id),
+        name=model.name,
+        municipality=model.municipality,
+        lat=model.lat,
+        lon=model.lon,
+        elevation_m=model.elevation_m,
+        parameters=model.parameters,
+        revoked=model.revoked,
+    )

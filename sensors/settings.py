@@ -119,6 +119,14 @@ class Settings(BaseSettings):
             ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: not an address
         return [entry.strip() for entry in value]
 
+    # --- The open-data catalogue (/catalog.jsonld, DCAT-AP 3.0.1): this deployment's statement ---
+    catalog_publisher: str = Field("Meltemi climate network", min_length=1, max_length=200)
+    # The data licence as an EU authority-table IRI (CC BY 4.0 unless the operator decides).
+    catalog_licence: str = Field(
+        "http://publications.europa.eu/resource/authority/licence/CC_BY_4_0",
+        pattern=r"^https?://\S+$",
+    )
+    catalog_contact_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
     # --- A bounded cost for every message (issue 8 part 4) ---
     # Per-station token bucket, counted in readings (a message costs max(1, its readings)).
     # The burst lets a day of buffered readings (8,640 at 10 s, replayed in arrays of 500) and
@@ -132,6 +140,25 @@ class Settings(BaseSettings):
     # ingester creates it at start when allowed, else expects it provisioned.)
     # How often the ingester counts the quarantine's records for /metrics (one count query).
     ingest_quarantine_count_interval_s: float = Field(60.0, gt=0)
+
+    # --- Alert engine (issue 10; helper "civil"): `meltemi alerts`, /v1/alerts --------------
+    # The rules file (TOML, alerts/rules.py); unset: the packaged alerts/default_rules.toml.
+    alerts_rules_file: Path | None = None
+    alerts_interval_s: float = Field(30.0, gt=0, le=3600)  # the timer: evaluate this often
+    # Readings are evaluated once they are this old, so that late deliveries are in place and
+    # a replay sees the same readings (a reading stored later than this is not evaluated).
+    alerts_lag_s: float = Field(120.0, ge=0, le=86_400)
+    # On the very first start (no state file), how far back the engine begins reading.
+    alerts_lookback_h: float = Field(6.0, gt=0, le=24 * 30)
+    alerts_state_file: Path | None = None  # default <data_dir>/alerts/state.json
+    alerts_sender: str = Field("meltemi@thriasio", pattern=r"^[A-Za-z0-9._:@-]{1,200}$")
+    # The engine's broker account (role meltemi-alerts: the only writer of meltemi/alerts/#).
+    alerts_mqtt_username: str | None = None
+    alerts_mqtt_password: SecretStr | None = None
+    # A replay clock for demonstrations and tests: "START@ANCHOR*SPEED" makes the engine's now
+    # START + (wall time - ANCHOR epoch seconds) * SPEED. Unset: the wall clock.
+    alerts_clock: str | None = Field(None, max_length=100)
+    # --- end alert engine ------------------------------------------------------------------
 
 
 class SettingsError(Exception):

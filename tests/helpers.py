@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -322,3 +325,54 @@ def hostile_messages(
             topic = f"stations/{rng.choice(list(station_ids))}/{kind}"
         messages[(topic, payload())] = None
     return list(messages)
+
+
+class PassThroughProxy:
+    """A byte-for-byte TCP relay to a port on 127.0.0.1 (RELIABILITY (c): it relays and never
+    answers, so it is not a fake). Subclasses shape the answers in ``relay_answer``."""
+
+    def __init__(self, upstream_port: int, name: str = "pass-through-proxy") -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, name=name, daemon=True)
+        self.thread.start()
+
+    def relay_answer(self, chunk: bytes, sent: int) -> tuple[bytes, bool]:  # noqa: ARG002
+        """Return what to relay of an answer chunk (``sent`` bytes already relayed on this
+        connection) and whether to cut the connection after it."""
+        return chunk, False
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
+        sent = 0
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                cut = False
+                if answers:
+                    chunk, cut = self.relay_answer(chunk, sent)
+                target.sendall(chunk)
+                sent += len(chunk)
+                if cut:
+                    break
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        """Stop accepting."""
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()

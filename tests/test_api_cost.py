@@ -34,7 +34,7 @@ from sensors.models import format_ts
 from sensors.registry import load_registry
 from sensors.settings import Settings
 from tests.api_fixtures import generate, serve
-from tests.helpers import influx_query, influx_rows, wait_for, write_lines
+from tests.helpers import PassThroughProxy, influx_query, influx_rows, wait_for, write_lines
 
 FULL = "cost-full"  # every parameter, 4 days of 2-minute readings
 DENSE = "cost-dense"  # wind direction every second: queries that keep InfluxDB busy
@@ -406,47 +406,24 @@ def test_stream_cap_per_address_ignores_untrusted_forwarded_for(cost_db):
 # --- 3. heavy-request slots -----------------------------------------------------------------
 
 
-class HoldingProxy:
+class HoldingProxy(PassThroughProxy):
     """A pass-through TCP proxy to InfluxDB that holds every answer while ``hold`` is set."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
         self.hold = threading.Event()
         self.released = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(upstream_port, "holding-proxy")
 
-    def _accept(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, target: socket.socket, answers: bool) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(65536):
-                if answers and self.hold.is_set():
-                    self.released.wait(60)
-                target.sendall(chunk)
-        for end in (source, target):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
+    def relay_answer(self, chunk: bytes, sent: int) -> tuple[bytes, bool]:  # noqa: ARG002
+        """Hold the answer until released while ``hold`` is set."""
+        if self.hold.is_set():
+            self.released.wait(60)
+        return chunk, False
 
     def close(self) -> None:
         """Release everything and stop accepting."""
         self.released.set()
-        self.stopped.set()
-        self.thread.join(5)
-        self.listener.close()
+        super().close()
 
 
 def test_heavy_requests_are_capped_per_client_and_overall(cost_db, influx):

@@ -49,18 +49,28 @@ REDIRECT = 307
 SCALE = int(os.environ.get("API_FUZZ_SCALE", "1"))
 CASES = {
     name: SCALE * count
-    for name, count in {"series": 5000, "station": 1500, "stream": 1500, "plain": 2000}.items()
+    for name, count in {
+        "series": 5000,
+        "station": 1500,
+        "stream": 1500,
+        "plain": 1500,
+        "language": 500,
+        "health": 300,
+    }.items()
 }
 BATCH = 10
 STATIONS = [FULL, LIVE, QUIET, THIN]
 ROUTES = {
     "/v1/parameters",
+    "/v1/levels",
     "/v1/stations",
     "/v1/stations/{station_id}",
     "/v1/latest",
     "/v1/stations/{station_id}/latest",
     "/v1/stations/{station_id}/series",
     "/v1/stream",
+    "/v1/stations/{station_id}/health",
+    "/v1/health/stations",
 }
 
 # Any text a URL can carry (no surrogates: they cannot be encoded at all).
@@ -239,8 +249,10 @@ def test_fuzz_series_parameters(fuzz_api, witness):
 
     case()
     assert sum(tally.codes.values()) == CASES["series"]
-    assert tally.codes.get(200, 0) >= 300  # the valid space is really exercised
-    assert tally.codes.get(400, 0) >= 1000
+    # The valid space is really exercised (about 5 % of the generated requests are served, and
+    # the share moves with the catalogue: hourly-only derived parameters refuse raw series).
+    assert tally.codes.get(200, 0) >= 150
+    assert tally.codes.get(400, 0) >= 500
     assert not [code for code in tally.codes if code >= 500]
 
 
@@ -260,6 +272,30 @@ def test_fuzz_station_paths(fuzz_api, witness):
     assert sum(tally.codes.values()) == CASES["station"]
     assert tally.codes.get(200, 0) >= 100
     assert tally.codes.get(404, 0) >= 1000
+
+
+def test_fuzz_health_routes(fuzz_api, witness):
+    tally = Tally()
+    days = st.one_of(st.none(), st.integers(-3, 40).map(str), TEXT)
+    one = st.tuples(
+        st.one_of(st.none(), STATION_IDS), days, st.dictionaries(ASCII, TEXT, max_size=1)
+    )
+
+    @_settings(CASES["health"])
+    @given(st.lists(one, min_size=BATCH, max_size=BATCH))
+    def case(batch: list[tuple[str | None, str | None, dict[str, str]]]) -> None:
+        for station, day_count, junk in batch:
+            path = (
+                "/v1/health/stations"
+                if station is None
+                else f"/v1/stations/{urllib.parse.quote(station, safe='')}/health"
+            )
+            _check(fuzz_api, path, {**junk, "days": day_count}, tally, witness)
+
+    case()
+    assert sum(tally.codes.values()) == CASES["health"]
+    assert tally.codes.get(200, 0) >= 30
+    assert tally.codes.get(422, 0) >= 30
 
 
 def test_fuzz_stream_filter_and_resume_id(fuzz_api, witness):
@@ -296,7 +332,9 @@ def test_fuzz_stream_filter_and_resume_id(fuzz_api, witness):
 def test_fuzz_parameterless_routes_ignore_junk(fuzz_api, witness):
     tally = Tally()
 
-    paths = st.sampled_from(["/v1/parameters", "/v1/stations", "/v1/latest", "/v1/nope"])
+    paths = st.sampled_from(
+        ["/v1/parameters", "/v1/levels", "/v1/stations", "/v1/latest", "/v1/nope"]
+    )
     one = st.tuples(paths, st.dictionaries(ASCII, TEXT, max_size=3))
 
     @_settings(CASES["plain"])
@@ -308,6 +346,31 @@ def test_fuzz_parameterless_routes_ignore_junk(fuzz_api, witness):
     case()
     assert sum(tally.codes.values()) == CASES["plain"]
     assert set(tally.codes) == {200, 404}
+
+
+def test_fuzz_language_of_parameters_and_levels(fuzz_api, witness):
+    tally = Tally()
+    header = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=600).map(
+        str.strip
+    )
+    one = st.tuples(
+        st.sampled_from(["/v1/parameters", "/v1/levels"]),
+        st.one_of(st.none(), st.sampled_from(["el", "ar", "uk", "xx", ""]), TEXT),
+        st.one_of(st.none(), st.sampled_from(["ka-GE,ka;q=0.9", "*", "fa;q=x"]), header),
+    )
+
+    @_settings(CASES["language"])
+    @given(st.lists(one, min_size=BATCH, max_size=BATCH))
+    def case(batch: list[tuple[str, str | None, str | None]]) -> None:
+        for path, lang, accept in batch:
+            params = {} if lang is None else {"lang": lang}
+            headers = {} if not accept else {"Accept-Language": accept}
+            tally.add(fuzz_api.client.get(path, params=params, headers=headers), witness)
+
+    case()
+    assert sum(tally.codes.values()) == CASES["language"]
+    assert tally.codes.get(200, 0) >= 200  # most answers are served, in some language
+    assert set(tally.codes) <= {200, 422}
 
 
 def test_data_day_is_served(fuzz_api):

@@ -3,10 +3,7 @@ never served as complete, and credentials only in headers (real InfluxDB, query 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +28,7 @@ from tests.api_fixtures import (
     generate,
     serve,
 )
-from tests.helpers import influx_count, influx_query, write_lines
+from tests.helpers import PassThroughProxy, influx_count, influx_query, write_lines
 
 CORPUS = [
     "'",
@@ -255,52 +252,19 @@ def test_server_row_limits_never_truncate_a_served_answer(strict_influx, broker,
         assert [p["values"]["air_temperature"] for p in points[:3]] == [0.0, 0.001, 0.002]
 
 
-class CuttingProxy:
+class CuttingProxy(PassThroughProxy):
     """A pass-through TCP proxy to InfluxDB that closes each connection after ``cut_after``
     bytes of response: it relays, it never answers, so the API sees a really cut answer."""
 
     def __init__(self, upstream_port: int, cut_after: int) -> None:
-        self.upstream_port = upstream_port
         self.cut_after = cut_after
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, name="cutting-proxy", daemon=True)
-        self.thread.start()
+        super().__init__(upstream_port, "cutting-proxy")
 
-    def _accept(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(
-                target=self._pipe, args=(upstream, client, self.cut_after), daemon=True
-            ).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, target: socket.socket, limit: int | None) -> None:
-        sent = 0
-        with contextlib.suppress(OSError):
-            while chunk := source.recv(4096):
-                if limit is not None and sent + len(chunk) >= limit:
-                    target.sendall(chunk[: limit - sent])
-                    break
-                target.sendall(chunk)
-                sent += len(chunk)
-        for end in (source, target):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
-
-    def close(self) -> None:
-        """Stop accepting."""
-        self.stopped.set()
-        self.thread.join(5)
-        self.listener.close()
+    def relay_answer(self, chunk: bytes, sent: int) -> tuple[bytes, bool]:
+        """Relay up to ``cut_after`` bytes, then cut."""
+        if sent + len(chunk) >= self.cut_after:
+            return chunk[: self.cut_after - sent], True
+        return chunk, False
 
 
 def test_an_answer_cut_short_is_never_served_as_complete(strict_influx, broker, tmp_path):

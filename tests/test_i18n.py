@@ -108,7 +108,7 @@ def test_the_shipped_languages_are_exactly_the_files():
 
 
 def test_every_catalogue_has_every_english_key_with_its_placeholders(catalogues):
-    assert len(catalogues["en"]) == 165
+    assert len(catalogues["en"]) == 171
     assert catalogue_problems(catalogues) == []
 
 
@@ -184,7 +184,7 @@ def test_level_ids_are_the_ids_of_sensors():
 def test_english_parameter_names_are_the_catalogue_names(catalogues):
     names = {spec.id: spec.name for spec in PARAMETERS}
     names |= {spec.id: spec.name for spec in DERIVED.values()}
-    assert len(names) == 16
+    assert len(names) == 22
     for parameter_id, name in names.items():
         assert catalogues["en"][f"param.{parameter_id}"] == name
 
@@ -211,7 +211,7 @@ def test_language_negotiation(lang, accept, want):
 def test_every_script_has_a_font_installed():
     """The fonts of APT_PACKAGES (Makefile) cover every shipped script, offline."""
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    lines = re.findall(r"^APT_PACKAGES [:+]= (.*)$", makefile, re.MULTILINE)
+    lines = re.findall(r"^(?:APT|NODE)_PACKAGES [:+]= (.*)$", makefile, re.MULTILINE)
     packages = {name for line in lines for name in line.split()}
     assert {"fonts-dejavu-core", "fonts-nafees", "nodejs", "npm", "chromium"} <= packages
     fc_list = shutil.which("fc-list")

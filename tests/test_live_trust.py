@@ -217,7 +217,9 @@ def test_a_status_is_data_and_never_rewrites_registry_facts(
             )
             assert [(r["state"], r["firmware"]) for r in rows] == [("offline", "2.1.0")]
             refused = influx_rows(
-                trust_settings.influx_url, db, "SELECT * FROM quarantine WHERE station = 'trust-01'"
+                trust_settings.influx_url,
+                db,
+                "SELECT * FROM quarantine.quarantine WHERE station = 'trust-01'",
             )
             assert [r["reason"] for r in refused] == ["invalid_status"]
 

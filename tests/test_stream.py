@@ -90,8 +90,11 @@ def test_reading_published_on_the_broker_is_streamed_with_derived_values(api, br
         "relative_humidity",
         "wind_speed",
         "pm10",
+        "pm10_eaqi",  # the newest reading's level (indicative; series use hourly means)
         *expected,
     }
+    assert data["values"]["pm10_eaqi"] == 1.0  # 41.5 µg/m³ is fair (15-45)
+    assert data["qc"]["pm10_eaqi"] == "good"  # taken at 40 % RH
     for derived_id, values in expected.items():
         assert data["values"][derived_id] == pytest.approx(values[0], abs=0.005)
         assert data["qc"][derived_id] == "good"

@@ -93,6 +93,12 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
             return entries if len(entries) == len(stations) else []
 
         latest = wait_for(every_station_latest, timeout_s=60, message="every station latest")
+        # the alert engine runs under `meltemi up` and persists its state after each step
+        state = tmp_path / "var" / "alerts" / "state.json"
+        wait_for(state.exists, timeout_s=60, message="the alert engine's state file")
+        assert json.loads(state.read_text())["cursor"] is not None
+        assert "alert engine: 6 rules, 13 stations" in up.log_text()
+        assert "alert publisher connected" in up.log_text()  # its own broker account
         assert {entry["station"] for entry in latest} == {s["id"] for s in stations}
         newest = max(entry["ts"] for entry in latest)
         assert newest >= (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
@@ -142,7 +148,7 @@ def _check_private_secrets(tmp_path) -> dict[str, str]:
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     values = [v for k, v in broker.items() if k.endswith("_password")] + list(stations.values())
     values += list(workers.values())
-    assert len(set(values)) == 18
+    assert len(set(values)) == 19  # admin, ingester, API, alert engine, 13 stations, 2 workers
     logs = [tmp_path / "up.log", *data.rglob("*.log")]
     assert len(logs) >= 2
     for log in logs:

@@ -12,8 +12,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from api import i18n
-from api.models import ParameterOut, ParametersOut
-from api.series import DERIVED_DEFAULT_AGG
+from api.models import BandOut, ParameterOut, ParametersOut
 from sensors.catalog import PARAMETERS
 from sensors.derived import DERIVED
 
@@ -49,8 +48,9 @@ def _name(language: str, parameter_id: str, default: str) -> str:
 
 
 def catalogue(language: str = i18n.FALLBACK_LANGUAGE) -> ParametersOut:
-    """Return every stored parameter and every derived one (``derived: true``), names in a
-    language."""
+    """Return every stored parameter and every derived one (``derived: true``, with its
+    inputs, source and classes: the page reads them here rather than repeating them), names in
+    a language."""
     stored = [
         ParameterOut(
             id=spec.id,
@@ -69,9 +69,15 @@ def catalogue(language: str = i18n.FALLBACK_LANGUAGE) -> ParametersOut:
             unit=spec.unit,
             min=None,
             max=None,
-            agg=DERIVED_DEFAULT_AGG,
+            agg=spec.default_agg,
             derived=True,
             inputs=list(spec.inputs),
+            source=spec.source,
+            bands=[BandOut(id=b.id, label=b.label, min=b.min, max=b.max) for b in spec.bands]
+            or None,
+            band_edge=spec.edge if spec.bands else None,
+            min_interval="1d" if spec.daily else "1h" if spec.hourly else None,
+            note=spec.note,
         )
         for spec in DERIVED.values()
     ]

@@ -26,12 +26,6 @@
   // Environment Canada's humidex degrees of comfort, highest first.
   const HUMIDEX_LEVELS = [["hx_danger", 46], ["hx_great", 40], ["hx_some", 30]];
 
-  const DERIVED = {
-    dew_point: { unit: "°C", inputs: ["air_temperature", "relative_humidity"] },
-    heat_index: { unit: "°C", inputs: ["air_temperature", "relative_humidity"] },
-    humidex: { unit: "°C", inputs: ["air_temperature", "relative_humidity"] },
-    apparent_temperature: { unit: "°C", inputs: ["air_temperature", "relative_humidity", "wind_speed"] },
-  };
   const PARAM_ORDER = [
     "air_temperature", "apparent_temperature", "heat_index", "humidex", "dew_point",
     "relative_humidity", "air_pressure", "wind_speed", "wind_gust", "wind_direction",
@@ -176,7 +170,7 @@
     return (state.params.get(id) || {}).name || id;
   }
   function unitOf(id) {
-    const raw = (state.params.get(id) || DERIVED[id] || {}).unit || "";
+    const raw = (state.params.get(id) || {}).unit || "";
     if (raw === "1") return "";
     return catalogue(FALLBACK_LANG)["unit." + raw] !== undefined ? t("unit." + raw) : raw;
   }
@@ -237,7 +231,8 @@
   function availableParameters() {
     const have = new Set();
     for (const s of state.stations) for (const p of s.parameters || []) have.add(p);
-    for (const [id, spec] of Object.entries(DERIVED)) if (spec.inputs.every((p) => have.has(p))) have.add(id);
+    // Derived parameters and their inputs come from /v1/parameters (derived: true, inputs).
+    for (const spec of state.params.values()) if (spec.derived && !spec.min_interval && spec.inputs.every((p) => have.has(p))) have.add(spec.id);
     const order = (id) => { const i = PARAM_ORDER.indexOf(id); return i < 0 ? 99 : i; };
     return [...have].sort((a, b) => order(a) - order(b));
   }

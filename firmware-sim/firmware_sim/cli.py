@@ -8,7 +8,9 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -16,6 +18,7 @@ from firmware_sim.errors import SimulatorError
 from firmware_sim.faults import FAULT_KINDS, load_plan
 from firmware_sim.link import load_station_secrets
 from firmware_sim.runner import FIRMWARE_VERSION, RunOptions, StationNetwork
+from firmware_sim.scenarios import SCENARIOS, ScenarioOverlay
 from firmware_sim.sites import extra_stations, write_registry
 from sensors.registry import Station, open_registry
 from sensors.settings import Settings
@@ -128,7 +131,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a stop waits for PUBACKs (default 10s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no back-fill progress bar")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default=None,
+        help="lay an episode over the weather (firmware_sim.scenarios documents each shape)",
+    )
+    parser.add_argument(
+        "--scenario-start",
+        default=None,
+        metavar="TIME",
+        help="when the episode starts: RFC 3339 or epoch seconds (default: the back-fill's "
+        "start, so `--backfill 4d` replays a whole heat wave as history)",
+    )
     return parser
+
+
+def _scenario_start(text: str | None, backfill_s: float) -> float:
+    if text is None:
+        return time.time() - backfill_s
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SimulatorError(f"--scenario-start {text!r}: expected RFC 3339 or epoch") from None
+    if parsed.tzinfo is None:
+        raise SimulatorError("--scenario-start needs an offset (e.g. Z)")
+    return parsed.timestamp()
 
 
 def select_stations(settings: Settings, count: int | None, seed: int) -> list[Station]:
@@ -173,6 +205,14 @@ def main(argv: list[str], settings: Settings) -> int:
             progress=not args.no_progress,
         )
         network = StationNetwork(stations, settings, options, plan)
+        if args.scenario is not None:
+            start_s = _scenario_start(args.scenario_start, args.backfill)
+            overlay = ScenarioOverlay(SCENARIOS[args.scenario], start_s)
+            network.model.overlay = overlay.apply
+            logger.info(
+                "scenario %s: %g days from %s", args.scenario, overlay.scenario.days,
+                datetime.fromtimestamp(start_s, UTC).isoformat(),
+            )  # fmt: skip
     except SimulatorError as exc:
         print(f"meltemi simulate: {exc}", file=sys.stderr)  # noqa: T201  # the user's sentence
         return 2

@@ -35,7 +35,7 @@ The physics, per station:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -175,6 +175,8 @@ class WeatherModel:
         station_keys = np.arange(n)
         self._t_offset = 0.2 * normal(s, 70, station_keys) + 0.3 * self.sites.industrial
         self._rain_catch = np.exp(0.15 * normal(s, 71, station_keys))
+        # An episode laid over the weather (firmware_sim.scenarios), set by --scenario.
+        self.overlay: Callable[[Weather, FloatArray], Weather] | None = None
 
     def sample(self, index: IntArray, ts_s: FloatArray, prev_ts_s: FloatArray) -> Weather:
         """Return the weather at stations ``index`` at times ``ts_s`` (equal-length arrays)."""
@@ -306,7 +308,7 @@ class WeatherModel:
         resuspension = 1.5 * np.clip(mean_speed - 7.0, 0.0, None) ** 2 * (1.0 - wet)
         pm10 = np.clip(pm25 * (1.65 + 0.4 * industrial) + resuspension + noise(8), pm25, 2000.0)
 
-        return Weather(
+        weather = Weather(
             air_temperature=temperature,
             relative_humidity=rh,
             dew_point=dew,
@@ -324,6 +326,7 @@ class WeatherModel:
             cloud=cloud,
             wet=wet,
         )
+        return weather if self.overlay is None else self.overlay(weather, t)
 
     def _rain(
         self, idx: IntArray, t: FloatArray, prev: FloatArray, lon: FloatArray
