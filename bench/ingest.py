@@ -45,7 +45,9 @@ from bench._common import ALL_PARAMETERS, figure, median, services, write_regist
 from bench._common import ingester as bench_ingester
 from bench.nodered import install as nodered_install
 from bench.nodered import nodered_process
+from ingest.mqtt import end_session
 from meltemi.services import InfluxDB
+from sensors.settings import Settings
 from sensors.topics import readings_topic
 
 # Ten values per reading: every parameter but UV and PM1.
@@ -436,6 +438,15 @@ def start_consumer(
     want = int(kind[8:]) if kind[8:].isdigit() else 1
     ingester.wait_until(lambda: ingester.log_text().count("subscribed to ") >= want, 60)
     consumer.pids = lambda: process_tree(ingester.pid)  # type: ignore[method-assign]
+    client_ids = [f"bench-{db}-{i}" for i in range(1, want + 1)] if want > 1 else [f"bench-{db}"]
+
+    def end_sessions() -> None:
+        # A durable session outlives its ingester: left behind, it would queue (and the broker
+        # drop) every later run's messages, at the cost of the broker's CPU.
+        for client_id in client_ids:
+            end_session(Settings(mqtt_port=broker_port, mqtt_client_id=client_id))
+
+    consumer.stop_fns.append(end_sessions)
     consumer.stop_fns.append(ingester.stop)
     return consumer
 

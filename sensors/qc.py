@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -57,10 +58,20 @@ class QcResult:
 GOOD: Final = QcResult(QcFlag.GOOD)
 
 
+def _ts_array() -> array[int]:
+    return array("q")
+
+
+def _values_array() -> array[float]:
+    return array("d")
+
+
 @dataclass(slots=True)
 class _Series:
-    ts: list[int] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
+    # Packed arrays, not lists: 16 bytes per value instead of ~70 (a 6-hour history of 100
+    # stations at a 10 s cadence is 2.6 M values; issue 9 measured the ingester's RSS).
+    ts: array[int] = field(default_factory=_ts_array)
+    values: array[float] = field(default_factory=_values_array)
 
     def add(self, ts_ns: int, value: float) -> None:
         if not self.ts or ts_ns > self.ts[-1]:  # live traffic: in time order
@@ -114,11 +125,11 @@ class StationHistory:
             return serie.values[index]
         return None
 
-    def earlier(self, parameter: str, ts_ns: int) -> tuple[list[int], list[float], int]:
+    def earlier(self, parameter: str, ts_ns: int) -> tuple[Sequence[int], Sequence[float], int]:
         """Return (times, values, n): the first n entries are strictly earlier than ts_ns."""
         serie = self.series.get(parameter)
         if serie is None:
-            return [], [], 0
+            return (), (), 0
         return serie.ts, serie.values, bisect.bisect_left(serie.ts, ts_ns)
 
 
