@@ -152,9 +152,15 @@ class MqttIntake:
         self._queue_acks(blob)
 
     def _queue_acks(self, blob: bytearray) -> None:
-        if blob:
-            # paho's packet queue: the same path its ack() takes, for several packets at once.
-            self.client._packet_queue(PUBACK, bytes(blob), 0, 0)
+        if not blob:
+            return
+        queue_packet = getattr(self.client, "_packet_queue", None)
+        if queue_packet is None:  # a paho without it (pinned <3, tested with 2.x): one by one
+            for offset in range(0, len(blob), _PUBACK.size):
+                self.client.ack(_PUBACK.unpack_from(blob, offset)[2], 1)
+            return
+        # paho's packet queue: the same path its ack() takes, for several packets at once.
+        queue_packet(PUBACK, bytes(blob), 0, 0)
 
     def publish_accepted(self, station_id: str, payload: bytes) -> None:
         """Re-publish an accepted reading for live consumers (QoS 0, never retained)."""
