@@ -5,7 +5,8 @@ stations) from one publisher that sends as fast as the broker acknowledges (benc
 without a network thread, QoS 1), through Mosquitto with the repo's mosquitto.conf. Consumers:
 
 - ``bare``: a paho MQTT v5 subscriber that only counts (QoS 1, automatic acknowledgement): the
-  ceiling of the MQTT path in Python;
+  ceiling of the MQTT path in Python; ``bare-v311`` the same on MQTT 3.1.1 (on request: what v5
+  costs paho per message);
 - ``naive``: paho v5 + pydantic + batched /write (1,000 lines or 1 s), acknowledgement on
   receipt, no QC, no spool: what a hurried team writes;
 - ``node-red``: the peer flow of ../shared/peers/node-red (bench/nodered.py);
@@ -299,14 +300,15 @@ class Result:
     dropped: int
 
 
-def _bare(port: int, received: Any, ready: Any) -> None:
+def _bare(port: int, received: Any, ready: Any, v5: bool) -> None:
     def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
         received.value += 1
 
     def on_subscribe(*_args: object) -> None:
         ready.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
+    protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=protocol)
     client.on_message = on_message
     client.on_subscribe = on_subscribe
     client.connect("127.0.0.1", port)
@@ -389,10 +391,12 @@ def start_consumer(
     consumer = Consumer(kind)
     db = f"{kind.replace('-', '_')}_{run}"
     influx.create_database(db)
-    if kind == "bare":
+    if kind in ("bare", "bare-v311"):
         received = spawn.Value("q", 0, lock=False)
         ready = spawn.Event()
-        process = spawn.Process(target=_bare, args=(broker_port, received, ready), daemon=True)
+        process = spawn.Process(
+            target=_bare, args=(broker_port, received, ready, kind == "bare"), daemon=True
+        )
         process.start()
         ready.wait(30)
         consumer.pids = lambda: [process.pid]  # type: ignore[method-assign]
