@@ -585,7 +585,12 @@ def test_no_secret_reaches_the_apis_log(surface_settings, auth_influx, locked_br
         degraded = wait_for(health, 30, message="the API answers")
         assert degraded is not None
         assert degraded.status_code == 503
-        assert degraded.json() == {"status": "degraded", "mqtt": False, "influxdb": False}
+        assert degraded.json() == {
+            "status": "degraded",
+            "mqtt": False,
+            "influxdb": False,
+            "broker_dropped": None,
+        }
         for path in ("/v1/latest", "/v1/stations", f"/v1/stations/{LIVE}/series", "/metrics"):
             httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
     finally:
