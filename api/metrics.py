@@ -28,6 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.influx import Cell
 from api.surface import HEAD_SCOPE_KEY
+from sensors.ingest_stats import (
+    LATENCY_COUNT,
+    LATENCY_SUM,
+    QUARANTINED_PREFIX,
+    STARTED,
+    STAT_FIELDS,
+    STAT_KINDS,
+)
 from sensors.schema import QuarantineReason
 
 # RFC 9110 §9 methods; any other method string (a scanner's "FOO" or 4 KB of junk) is OTHER.
@@ -37,15 +45,13 @@ METHOD_LABELS: Final = frozenset(
 OTHER_METHOD: Final = "OTHER"
 UNMATCHED_ROUTE: Final = "unmatched"
 _FIELD_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_GAUGES: Final = {
-    "spool_depth": "lines waiting in the ingester's spool",
-    "seq_missing": "seq numbers still missing",
-    "quarantine_records": "records in the quarantine retention policy (periodic count)",
-}
-_LATENCY_SUM: Final = "write_latency_sum_s"
-_LATENCY_COUNT: Final = "write_latency_count"
-_STARTED: Final = "started_ns"
-_QUARANTINED: Final = "quarantined_"
+# The snapshot's fields, kinds and help texts are declared once, in sensors.ingest_stats (issue 9:
+# they were kept by hand here too, and some never reached /metrics).
+_DOCS: Final = {stat.name: stat.doc for stat in STAT_FIELDS}
+_LATENCY_SUM: Final = LATENCY_SUM
+_LATENCY_COUNT: Final = LATENCY_COUNT
+_STARTED: Final = STARTED
+_QUARANTINED: Final = QUARANTINED_PREFIX
 # From a cached catalogue (under 5 ms) to a month of derived parameters (about a second).
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -197,19 +203,20 @@ class IngestSnapshots(Collector):
                     reason = name.removeprefix(_QUARANTINED)
                     if reason in reasons:
                         quarantined.add_metric([ingester, reason], value)
-                elif name in _GAUGES:
+                elif STAT_KINDS.get(name) == "gauge":
                     gauges.setdefault(
                         name,
                         GaugeMetricFamily(
-                            f"meltemi_ingest_{name}", _GAUGES[name], labels=["ingester"]
+                            f"meltemi_ingest_{name}", _DOCS[name], labels=["ingester"]
                         ),
                     ).add_metric([ingester], value)
-                else:
+                else:  # declared counters, and those of a newer ingester this API predates
+                    doc = _DOCS.get(name, f"ingester counter {name}")
                     counters.setdefault(
                         name,
                         CounterMetricFamily(
                             f"meltemi_ingest_{name}",
-                            f"ingester counter {name} (cumulative since it started)",
+                            f"{doc} (cumulative since it started)",
                             labels=["ingester"],
                         ),
                     ).add_metric([ingester], value)

@@ -25,6 +25,9 @@ class HealthOut(_Out):
     status: Literal["ok", "degraded"]
     mqtt: bool
     influxdb: bool
+    # issue 9: messages the broker dropped since it started (its $SYS counter, as the ingesters
+    # last read it); null when unknown. Shown so that a loss is never silent.
+    broker_dropped: int | None = None
 
 
 class BandOut(_Out):

@@ -17,11 +17,14 @@ ALL_PARAMETERS = [spec.id for spec in PARAMETERS]
 
 
 @contextmanager
-def services(root: Path | None = None) -> Iterator[tuple[Mosquitto, InfluxDB, Path]]:
-    """Start a Mosquitto and an InfluxDB of the benchmark's own; stop them at the end."""
+def services(
+    root: Path | None = None, broker_conf: str = ""
+) -> Iterator[tuple[Mosquitto, InfluxDB, Path]]:
+    """Start a Mosquitto (the repo's config, plus ``broker_conf``) and an InfluxDB of the
+    benchmark's own; stop them at the end."""
     with tempfile.TemporaryDirectory(prefix="meltemi-bench-") as tmp:
         base = root or Path(tmp)
-        broker = Mosquitto(base / "mosquitto", free_port())
+        broker = Mosquitto(base / "mosquitto", free_port(), broker_conf)
         influx = InfluxDB(base / "influxdb", free_port())
         broker.start_and_wait()
         try:

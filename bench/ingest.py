@@ -1,24 +1,39 @@
-"""Ingest throughput end to end, next to two ceilings measured in the same run (issue 2).
+"""Ingest side by side (issue 9): Meltemi next to a bare subscriber, a naive ingester and Node-RED.
 
-- ingester: N readings (10 values each, one per message) published at QoS 1 from a separate
-  process as fast as the broker takes them; time from the first publish until InfluxDB holds
-  all N (a count query), through ``meltemi ingest`` with QC and manual acknowledgement on.
-- ceiling "influx": the same readings as line protocol written straight to /write in batches.
-- ceiling "broker": the same messages through the broker to a bare paho subscriber that does
-  nothing (QoS 1, automatic acknowledgement).
-Each is run RUNS times; medians are printed, with the ratio of the ingester to the lower
-ceiling. Usage: python bench/ingest.py [N] [RUNS]
+Every consumer gets the same burst in the same run: N single-reading messages (10 values, 100
+stations) from one publisher that sends as fast as the broker acknowledges (bench.fastpub: paho
+without a network thread, QoS 1), through Mosquitto with the repo's mosquitto.conf. Consumers:
+
+- ``bare``: a paho MQTT v5 subscriber that only counts (QoS 1, automatic acknowledgement): the
+  ceiling of the MQTT path in Python; ``bare-v311`` the same on MQTT 3.1.1 (on request: what v5
+  costs paho per message);
+- ``naive``: paho v5 + pydantic + batched /write (1,000 lines or 1 s), acknowledgement on
+  receipt, no QC, no spool: what a hurried team writes;
+- ``node-red``: the peer flow of ../shared/peers/node-red (bench/nodered.py);
+- ``meltemi-1``: ``meltemi ingest`` (validation, QC, write-once, in-order manual acknowledgement
+  after the write, spool, re-publish on meltemi/accepted: everything on);
+- ``meltemi-N``: ``meltemi ingest --workers N`` (N processes on the shared subscription);
+- ``meltemi-arrays``: ``meltemi ingest`` with the same readings in arrays of 50 (a replay).
+
+For each: readings/s stored (N / time from the first publish until InfluxDB holds them all, or
+until nothing new arrived for STALL_S), readings lost, the broker's own dropped count (its $SYS
+counter, before and after), the consumer's CPU per stored reading (utime + stime of all its
+processes from /proc/PID/stat) and its RSS at the start and the peak. Medians of RUNS are printed
+last as ``name: value unit``, with the ratios the issue names. Usage:
+python bench/ingest.py [N] [RUNS] [WORKERS] [consumer,consumer,...]
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -26,13 +41,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import fastpub
 from bench._common import ALL_PARAMETERS, figure, median, services, write_registry
 from bench._common import ingester as bench_ingester
-from ingest.points import reading_line
+from bench.nodered import install as nodered_install
+from bench.nodered import nodered_process
+from ingest.mqtt import end_session
 from meltemi.services import InfluxDB
-from sensors.qc import GOOD
-from sensors.topics import StationId, readings_topic
-from sensors.validation import AcceptedReading
+from sensors.settings import Settings
+from sensors.topics import readings_topic
 
 # Ten values per reading: every parameter but UV and PM1.
 PARAMS = [p for p in ALL_PARAMETERS if p not in ("uv_index", "pm1")]
@@ -193,41 +210,366 @@ def run_direct_write(influx: InfluxDB, lines: list[str], run: int, batch: int = 
     return len(lines) / elapsed
 
 
+# -- issue 9: the side-by-side run ---------------------------------------------------------------
+CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+PAGE_KIB: Final = os.sysconf("SC_PAGE_SIZE") // 1024
+POLL_S: Final = 0.25
+ARRAY_SIZE: Final = 50
+NAIVE_BATCH: Final = 1000
+SYS_DROPPED: Final = "$SYS/broker/publish/messages/dropped"
+# The repo's mosquitto.conf plus only this: $SYS every second instead of every 10 s, so that
+# the dropped count read after a run is current (it changes nothing a client sees).
+SYS_INTERVAL_S: Final = 1
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        return handle.read().rsplit(")", 1)[1].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """Return ``root`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError):
+                continue
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def cpu_s(pids: list[int]) -> float:
+    """Return the CPU seconds (user + system) the processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Return the processes' resident set size, summed, in MiB."""
+    total = 0
+    for pid in pids:
+        try:
+            total += int(_stat(pid)[21])
+        except OSError:
+            continue
+    return total * PAGE_KIB / 1024
+
+
+def broker_dropped(port: int) -> int:
+    """Return Mosquitto's $SYS dropped-messages counter (its retained value: the broker
+    publishes it every sys_interval when it changed); -1 when it has not published it yet."""
+    values: list[int] = []
+    got = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        values.append(int(message.payload))
+        got.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sys", protocol=mqtt.MQTTv311)
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe(SYS_DROPPED, 0)
+    client.loop_start()
+    got.wait(10 * SYS_INTERVAL_S)
+    client.disconnect()
+    client.loop_stop()
+    return values[-1] if values else -1
+
+
+@dataclass
+class Result:
+    """One consumer's run."""
+
+    stored: int
+    per_s: float
+    cpu_us: float
+    rss_start_mib: float
+    rss_peak_mib: float
+    dropped: int
+
+
+def _bare(port: int, received: Any, ready: Any, v5: bool) -> None:
+    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        received.value += 1
+
+    def on_subscribe(*_args: object) -> None:
+        ready.set()
+
+    protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=protocol)
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.connect("127.0.0.1", port)
+    client.subscribe("stations/+/readings", qos=1)
+    client.loop_forever()
+
+
+def _naive(port: int, influx_url: str, db: str, ready: Any) -> None:
+    """A naive ingester: paho v5, pydantic per message, batched /write, ack on receipt."""
+    from sensors.models import ReadingIn
+
+    lines: list[str] = []
+    lock = threading.Lock()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        station = message.topic.split("/")[1]
+        try:
+            reading = ReadingIn.model_validate_json(message.payload)
+        except ValueError:
+            return
+        fields = ",".join(f"{k}={float(v)}" for k, v in reading.values.items())  # type: ignore[arg-type]
+        with lock:
+            lines.append(f"readings,station={station} {fields} {int(reading.ts)}")  # type: ignore[arg-type]
+
+    def on_subscribe(*_args: object) -> None:
+        ready.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-naive", protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.connect("127.0.0.1", port)
+    client.subscribe("stations/+/readings", qos=1)
+    client.loop_start()
+    with httpx.Client(timeout=60) as http:
+        flushed = time.monotonic()
+        while True:
+            time.sleep(0.01)
+            if len(lines) < NAIVE_BATCH and time.monotonic() - flushed < 1.0:
+                continue
+            with lock:
+                batch, lines[:] = lines[:], []
+            flushed = time.monotonic()
+            if batch:
+                http.post(
+                    f"{influx_url}/write",
+                    params={"db": db, "precision": "s"},
+                    content="\n".join(batch).encode(),
+                )
+
+
+class Consumer:
+    """A consumer under test: started, then asked for its PIDs and its stored count."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stop_fns: list[Any] = []
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def stored(self) -> int:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for fn in reversed(self.stop_fns):
+            fn()
+
+
+def start_consumer(
+    kind: str,
+    broker_port: int,
+    influx: InfluxDB,
+    base: Path,
+    registry: Path,
+    run: int,
+    nodered_cache: Path | None,
+) -> Consumer:
+    """Start one consumer and wait until it is subscribed."""
+    spawn = mp.get_context("spawn")  # a fresh interpreter: RSS and CPU are the consumer's own
+    consumer = Consumer(kind)
+    db = f"{kind.replace('-', '_')}_{run}"
+    influx.create_database(db)
+    if kind in ("bare", "bare-v311"):
+        received = spawn.Value("q", 0, lock=False)
+        ready = spawn.Event()
+        process = spawn.Process(
+            target=_bare, args=(broker_port, received, ready, kind == "bare"), daemon=True
+        )
+        process.start()
+        ready.wait(30)
+        consumer.pids = lambda: [process.pid]  # type: ignore[method-assign]
+        consumer.stored = lambda: int(received.value)  # type: ignore[method-assign]
+        consumer.stop_fns.append(lambda: (process.terminate(), process.join(10)))
+        return consumer
+    consumer.stored = lambda: count(influx, db)  # type: ignore[method-assign]
+    if kind == "naive":
+        ready = spawn.Event()
+        process = spawn.Process(
+            target=_naive, args=(broker_port, influx.url, db, ready), daemon=True
+        )
+        process.start()
+        ready.wait(30)
+        consumer.pids = lambda: [process.pid]  # type: ignore[method-assign]
+        consumer.stop_fns.append(lambda: (process.terminate(), process.join(10)))
+        return consumer
+    if kind == "node-red":
+        assert nodered_cache is not None
+        port = int(influx.url.rsplit(":", 1)[1])
+        red = nodered_process(nodered_cache, base / f"nodered-{run}", broker_port, port, db)
+        red.start()
+        red.wait_until(lambda: "Connected to broker" in red.log_text(), 60)
+        time.sleep(1.0)  # the subscription follows the connection
+        consumer.pids = lambda: process_tree(red.pid)  # type: ignore[method-assign]
+        consumer.stop_fns.append(red.stop)
+        return consumer
+    extra = {"MELTEMI_INGEST_RATE_BURST": "0"} if kind == "meltemi-arrays" else {}
+    ingester = bench_ingester(
+        kind,
+        base,
+        mqtt_port=broker_port,
+        influx_url=influx.url,
+        db=db,
+        registry=registry,
+        data_dir=base / f"var-{db}",
+        client_id=f"bench-{db}",
+        **extra,
+    )
+    if kind.startswith("meltemi-") and kind[8:].isdigit() and int(kind[8:]) > 1:
+        ingester.argv += ["--workers", kind[8:], "--shared", f"bench{run}"]
+    ingester.start()
+    want = int(kind[8:]) if kind[8:].isdigit() else 1
+    ingester.wait_until(lambda: ingester.log_text().count("subscribed to ") >= want, 60)
+    consumer.pids = lambda: process_tree(ingester.pid)  # type: ignore[method-assign]
+    client_ids = [f"bench-{db}-{i}" for i in range(1, want + 1)] if want > 1 else [f"bench-{db}"]
+
+    def end_sessions() -> None:
+        # A durable session outlives its ingester: left behind, it would queue (and the broker
+        # drop) every later run's messages, at the cost of the broker's CPU.
+        for client_id in client_ids:
+            end_session(Settings(mqtt_port=broker_port, mqtt_client_id=client_id))
+
+    consumer.stop_fns.append(end_sessions)
+    consumer.stop_fns.append(ingester.stop)
+    return consumer
+
+
+def run_consumer(
+    kind: str,
+    broker_port: int,
+    influx: InfluxDB,
+    base: Path,
+    registry: Path,
+    run: int,
+    messages: list[tuple[str, bytes]],
+    readings: int,
+    nodered_cache: Path | None,
+) -> Result:
+    """Run one consumer through one burst; return what it stored, how fast and at what cost."""
+    dropped_before = broker_dropped(broker_port)
+    consumer = start_consumer(kind, broker_port, influx, base, registry, run, nodered_cache)
+    try:
+        pids = consumer.pids()
+        cpu_before = cpu_s(pids)
+        rss_start = rss_peak = rss_mib(pids)
+        publisher, started, _elapsed = fastpub.publish_in_process(broker_port, messages)
+        stored = 0
+        finished = progressed = time.time()
+        while time.time() - progressed < STALL_S:
+            now = consumer.stored()
+            rss_peak = max(rss_peak, rss_mib(consumer.pids()))
+            if now > stored:
+                stored, finished = now, time.time()
+                progressed = finished
+            if stored >= readings:
+                break
+            time.sleep(POLL_S)
+        cpu = cpu_s(consumer.pids()) - cpu_before
+        publisher.join(120)
+    finally:
+        consumer.stop()
+    time.sleep(2 * SYS_INTERVAL_S)
+    dropped = broker_dropped(broker_port) - dropped_before
+    return Result(
+        stored=stored,
+        per_s=stored / max(finished - started.value, 1e-9),
+        cpu_us=1e6 * cpu / max(stored, 1),
+        rss_start_mib=rss_start,
+        rss_peak_mib=rss_peak,
+        dropped=dropped,
+    )
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    with services() as (broker, influx, base):
+    workers = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    kinds = (
+        sys.argv[4].split(",")
+        if len(sys.argv) > 4
+        else ["bare", "naive", "node-red", "meltemi-1", f"meltemi-{workers}", "meltemi-arrays"]
+    )
+    cache = nodered_install() if "node-red" in kinds else None
+    results: dict[str, list[Result]] = {kind: [] for kind in kinds}
+    with services(broker_conf=f"\nsys_interval {SYS_INTERVAL_S}\n") as (broker, influx, base):
         registry = base / "stations.toml"
         ids = write_registry(registry, STATIONS)
         readings = make_readings(ids, n, int(time.time()) - 60)
-        messages = [
+        time.sleep(2 * SYS_INTERVAL_S)  # the broker's first $SYS publication
+        singles = [
             (readings_topic(s), json.dumps({"ts": ts, "seq": seq, "values": v}).encode())
             for s, ts, seq, v in readings
         ]
-        lines = [
-            reading_line(AcceptedReading(StationId(s), ts * 10**9, seq, v), dict.fromkeys(v, GOOD))
-            for s, ts, seq, v in readings
+        by_station: dict[str, list[dict[str, Any]]] = {}
+        for s, ts, seq, v in readings:
+            by_station.setdefault(s, []).append({"ts": ts, "seq": seq, "values": v})
+        arrays = [
+            (readings_topic(s), json.dumps(rows[k : k + ARRAY_SIZE]).encode())
+            for s, rows in by_station.items()
+            for k in range(0, len(rows), ARRAY_SIZE)
         ]
-        ingest, bare, direct, lost = [], [], [], []
         for run in range(runs):
-            direct.append(run_direct_write(influx, lines, run))
-            bare.append(run_bare_subscriber(broker.port, messages, run))
-            rate, stored = run_ingester(broker.port, influx, registry, base, run, messages)
-            ingest.append(rate)
-            lost.append(len(messages) - stored)
-            print(
-                f"run {run + 1}/{runs}: ingester {rate:.0f}/s (stored {stored}/{len(messages)}),"
-                f" bare subscriber {bare[-1]:.0f}/s, direct /write {direct[-1]:.0f}/s",
-                file=sys.stderr,
-                flush=True,
-            )
-        lower = min(median(bare), median(direct))
-        figure("readings", len(messages), "readings")
-        figure("ingest_stored_per_s_median", median(ingest), "readings/s")
-        figure("ceiling_influx_write_per_s_median", median(direct), "readings/s")
-        figure("ceiling_bare_subscriber_per_s_median", median(bare), "readings/s")
-        figure("ingest_to_lower_ceiling_ratio", median(ingest) / lower, "ratio")
-        figure("readings_lost_max", max(lost), "readings")
+            for kind in kinds:
+                messages = arrays if kind == "meltemi-arrays" else singles
+                result = run_consumer(
+                    kind, broker.port, influx, base, registry, run, messages, n, cache
+                )
+                results[kind].append(result)
+                print(
+                    f"run {run + 1}/{runs} {kind}: {result.per_s:.0f} readings/s, stored "
+                    f"{result.stored}/{n}, broker dropped {result.dropped}, "
+                    f"{result.cpu_us:.0f} µs CPU/reading, RSS {result.rss_start_mib:.0f} -> "
+                    f"{result.rss_peak_mib:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    figure("readings", n, "readings")
+    figure("machine_cores", os.cpu_count() or 0, "cores")
+    for kind, rows in results.items():
+        name = kind.replace("-", "_")
+        figure(f"{name}_stored_per_s_median", median([r.per_s for r in rows]), "readings/s")
+        figure(f"{name}_lost_max", max(n - r.stored for r in rows), "readings")
+        figure(f"{name}_broker_dropped_max", max(r.dropped for r in rows), "messages")
+        figure(f"{name}_cpu_per_reading_median", median([r.cpu_us for r in rows]), "µs")
+        figure(f"{name}_rss_start_median", median([r.rss_start_mib for r in rows]), "MiB")
+        figure(f"{name}_rss_peak_median", median([r.rss_peak_mib for r in rows]), "MiB")
+
+    def ratio(name: str, a: str, b: str, attr: str) -> None:
+        if a in results and b in results:
+            top = median([getattr(r, attr) for r in results[a]])
+            bottom = median([getattr(r, attr) for r in results[b]])
+            figure(name, top / bottom if bottom else 0.0, "ratio")
+
+    ratio("meltemi_1_to_bare_cpu_per_reading_ratio", "meltemi-1", "bare", "cpu_us")
+    ratio("meltemi_1_to_bare_stored_per_s_ratio", "meltemi-1", "bare", "per_s")
+    ratio("meltemi_1_to_node_red_cpu_per_reading_ratio", "meltemi-1", "node-red", "cpu_us")
+    ratio("meltemi_1_to_node_red_stored_per_s_ratio", "meltemi-1", "node-red", "per_s")
+    ratio("meltemi_1_to_naive_cpu_per_reading_ratio", "meltemi-1", "naive", "cpu_us")
+    many = f"meltemi-{workers}"
+    ratio(f"meltemi_{workers}_to_1_cpu_per_reading_ratio", many, "meltemi-1", "cpu_us")
+    ratio(f"meltemi_{workers}_to_1_stored_per_s_ratio", many, "meltemi-1", "per_s")
+    ratio("meltemi_arrays_to_1_stored_per_s_ratio", "meltemi-arrays", "meltemi-1", "per_s")
     return 0
 
 

@@ -57,7 +57,9 @@ class StationHistories:
     def get(self, station_id: str, ts_ns: int, can_query: bool) -> StationHistory:
         """Return the station's history, recovering it around ``ts_ns`` on first sight (and
         again past its recovered window) when InfluxDB may be queried."""
-        history = self._histories.setdefault(station_id, StationHistory())
+        history = self._histories.get(station_id)
+        if history is None:  # not setdefault: that built a history per reading (issue 9)
+            history = self._histories[station_id] = StationHistory()
         if not can_query:
             return history
         coverage = self._coverage.get(station_id)

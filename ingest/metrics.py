@@ -1,5 +1,7 @@
 """The ingester's counters, served as Prometheus text and snapshotted into ``ingest_stats``.
 
+The fields, their kinds and help texts are declared once, in sensors.ingest_stats.
+
 Each counter is incremented by one thread only (paho's thread for what arrives, the writer
 thread for what is stored), so plain integers suffice under the GIL.
 """
@@ -15,9 +17,11 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
 
+from sensors.ingest_stats import LATENCY_COUNT, LATENCY_SUM, QUARANTINED_PREFIX, STAT_FIELDS
 from sensors.schema import QuarantineReason
 
 
@@ -53,6 +57,9 @@ class IngestStats:
     refusals_over_cap: int = 0  # refusals counted in a too_many_refusals record, not kept
     redeliveries_quarantined_before: int = 0  # DUP messages whose records existed already
     quarantine_records: int = -1  # records in the quarantine (periodic count; -1: not yet)
+    # issue 9: the broker's own counters ($SYS), -1 until the broker published them
+    broker_dropped: int = -1
+    broker_stored: int = -1
 
     @property
     def in_flight(self) -> int:
@@ -60,98 +67,42 @@ class IngestStats:
         return self.messages_received - self.acked
 
     def snapshot(self) -> dict[str, float | int]:
-        """Return the counters as flat fields for an ``ingest_stats`` point."""
-        fields: dict[str, float | int] = {
-            name: getattr(self, name)
-            for name in (
-                "started_ns",
-                "messages_received",
-                "readings_received",
-                "readings_stored",
-                "values_stored",
-                "spooled_lines",
-                "spool_depth",
-                "write_batches",
-                "write_latency_sum_s",
-                "write_latency_count",
-                "seq_gaps",
-                "seq_missing",
-                "duplicates_seen",
-                "handler_errors",
-                "mqtt_connects",
-                "mqtt_disconnects",
-                "session_takeovers",
-                "readings_rate_limited",
-                "refusals_over_cap",
-                "redeliveries_quarantined_before",
-                "quarantine_records",
-            )
-        }
-        fields["write_latency_sum_s"] = float(self.write_latency_sum_s)
+        """Return the counters as flat fields for an ``ingest_stats`` point (every field of
+        sensors.ingest_stats.STAT_FIELDS, and one quarantine counter per reason)."""
+        fields: dict[str, float | int] = {f.name: getattr(self, f.name) for f in STAT_FIELDS}
+        fields[LATENCY_SUM] = float(self.write_latency_sum_s)
         for reason in QuarantineReason:
-            fields[f"quarantined_{reason.value}"] = self.quarantined[reason.value]
+            fields[QUARANTINED_PREFIX + reason.value] = self.quarantined[reason.value]
         return fields
 
 
 class StatsCollector(Collector):
-    """Exposes IngestStats as Prometheus metrics (``meltemi_ingest_*``)."""
+    """Exposes IngestStats as Prometheus metrics (``meltemi_ingest_*``), from the same list."""
 
     def __init__(self, stats: IngestStats) -> None:
         self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
-        """Yield one metric family per counter."""
-        s = self.stats
-        counters: dict[str, tuple[float, str]] = {
-            "messages_received": (s.messages_received, "MQTT messages received"),
-            "readings_received": (s.readings_received, "readings parsed from messages"),
-            "readings_stored": (s.readings_stored, "readings with at least one stored value"),
-            "values_stored": (s.values_stored, "values stored (good or suspect)"),
-            "spooled_lines": (s.spooled_lines, "lines written to the local spool"),
-            "write_batches": (s.write_batches, "batches written to InfluxDB"),
-            "write_attempts": (s.write_attempts, "HTTP /write requests"),
-            "seq_gaps": (s.seq_gaps, "seq numbers skipped by stations (readings lost)"),
-            "duplicates_seen": (s.duplicates_seen, "readings whose seq was seen before"),
-            "handler_errors": (s.handler_errors, "unexpected errors while handling a message"),
-            "mqtt_connects": (s.mqtt_connects, "MQTT connections made"),
-            "mqtt_disconnects": (s.mqtt_disconnects, "MQTT connections lost"),
-            "acked": (s.acked, "messages acknowledged to the broker"),
-            "spool_torn_records": (s.spool_torn_records, "torn spool records skipped"),
-            "session_takeovers": (
-                s.session_takeovers,
-                "MQTT sessions taken over by another client with our client id (alarm on > 0)",
-            ),
-            "readings_rate_limited": (
-                s.readings_rate_limited,
-                "readings refused by the per-station rate limit (counted in rate_exceeded)",
-            ),
-            "refusals_over_cap": (
-                s.refusals_over_cap,
-                "refusals past the per-message cap, counted in too_many_refusals records",
-            ),
-            "redeliveries_quarantined_before": (
-                s.redeliveries_quarantined_before,
-                "redelivered messages whose quarantine records were already stored",
-            ),
-        }
-        for name, (value, doc) in counters.items():
-            yield CounterMetricFamily(f"meltemi_ingest_{name}", doc, value=value)
+        """Yield one metric family per field, and the quarantine counters by reason."""
+        snapshot = self.stats.snapshot()
+        for stat in STAT_FIELDS:
+            if stat.name in (LATENCY_SUM, LATENCY_COUNT):
+                continue  # the summary below, named as the API's /metrics names it
+            name = f"meltemi_ingest_{stat.name}"
+            value = snapshot[stat.name]
+            if stat.kind == "counter":
+                yield CounterMetricFamily(name, stat.doc, value=value)
+            else:
+                yield GaugeMetricFamily(name, stat.doc, value=value)
         quarantined = CounterMetricFamily(
             "meltemi_ingest_quarantined", "quarantine records by reason", labels=["reason"]
         )
         for reason in QuarantineReason:
-            quarantined.add_metric([reason.value], s.quarantined[reason.value])
+            quarantined.add_metric([reason.value], snapshot[QUARANTINED_PREFIX + reason.value])
         yield quarantined
-        gauges: dict[str, tuple[float, str]] = {
-            "spool_depth": (s.spool_depth, "lines waiting in the spool"),
-            "seq_missing": (s.seq_missing, "seq numbers still missing"),
-            "in_flight": (s.in_flight, "messages received and not yet acknowledged"),
-            "quarantine_records": (
-                s.quarantine_records,
-                "records in the quarantine retention policy (periodic count; -1 before the first)",
-            ),
-            "write_latency_seconds_sum": (s.write_latency_sum_s, "total /write latency"),
-            "write_latency_seconds_count": (s.write_latency_count, "successful /write calls"),
-        }
-        for name, (value, doc) in gauges.items():
-            yield GaugeMetricFamily(f"meltemi_ingest_{name}", doc, value=value)
+        yield SummaryMetricFamily(
+            "meltemi_ingest_write_latency_seconds",
+            "InfluxDB /write latency of the ingester",
+            count_value=int(snapshot[LATENCY_COUNT]),
+            sum_value=snapshot[LATENCY_SUM],
+        )

@@ -6,8 +6,9 @@ import base64
 import hashlib
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
-from ingest.lineproto import FieldValue, format_point
+from ingest.lineproto import FieldValue, escape_key, escape_string_field, format_point
 from sensors import schema
 from sensors.qc import QcResult
 from sensors.schema import QcFlag, QuarantineReason
@@ -15,6 +16,15 @@ from sensors.validation import AcceptedReading
 
 UNKNOWN_STATION = "_unknown"
 TOPIC_MAX_CHARS = 256  # a topic is kept for reading, not byte-exact (the raw payload is)
+
+
+class Line(NamedTuple):
+    """One line of line protocol and what it stands for, so that nothing parses it back."""
+
+    text: str
+    station_id: str | None = None
+    readings: int = 0  # 1 for a ``readings`` point
+    values: int = 0  # the values it stores
 
 
 def message_key(topic: str, payload: bytes) -> str:
@@ -49,24 +59,43 @@ class UniqueClock:
         return self._last
 
 
+_READINGS_HEAD = escape_key(schema.READINGS) + "," + escape_key(schema.STATION_TAG) + "="
+_SEQ_HEAD = "," + escape_key(schema.SEQ_FIELD) + "="
+
+
+def _field_heads(parameter: str) -> tuple[str, str, str]:
+    """Return the escaped ``,p=``, ``,p_qc=`` and ``,p_check=`` prefixes of a parameter."""
+    return (
+        "," + escape_key(parameter) + "=",
+        "," + escape_key(schema.qc_field(parameter)) + "=",
+        "," + escape_key(schema.check_field(parameter)) + "=",
+    )
+
+
+_HEADS: dict[str, tuple[str, str, str]] = {}
+
+
 def reading_line(reading: AcceptedReading, qc: Mapping[str, QcResult]) -> str:
     """Return the ``readings`` point of an accepted reading with each value's QC flag.
 
     ``{p}_check`` is written only for suspect values; readers consult it only when the flag
-    says ``suspect``, so a stale check name behind a later ``good`` flag is never shown.
+    says ``suspect``, so a stale check name behind a later ``good`` flag is never shown. The
+    text is what ``format_point`` gives for the same fields, built from cached prefixes (the
+    values are finite floats, checked by sensors.validation).
     """
-    fields: dict[str, FieldValue] = {}
+    parts = []
     for parameter, value in reading.values.items():
+        heads = _HEADS.get(parameter)
+        if heads is None:
+            heads = _HEADS[parameter] = _field_heads(parameter)
         result = qc[parameter]
-        fields[parameter] = value
-        fields[schema.qc_field(parameter)] = result.flag.value
+        parts.append(f'{heads[0]}{value!r}{heads[1]}"{result.flag.value}"')
         if result.flag is QcFlag.SUSPECT:
-            fields[schema.check_field(parameter)] = result.check
+            parts.append(heads[2] + escape_string_field(result.check))
     if reading.seq is not None:
-        fields[schema.SEQ_FIELD] = reading.seq
-    return format_point(
-        schema.READINGS, {schema.STATION_TAG: reading.station_id}, fields, reading.ts_ns
-    )
+        parts.append(f"{_SEQ_HEAD}{reading.seq}i")
+    fields = "".join(parts)[1:]  # without the first field's comma
+    return f"{_READINGS_HEAD}{escape_key(reading.station_id)} {fields} {reading.ts_ns}"
 
 
 def diagnostics_line(reading: AcceptedReading) -> str | None:

@@ -49,7 +49,7 @@ class Ingester:
             spool=self.spool,
             registry=self.registry,
             stats=self.stats,
-            ack=self.intake.ack,
+            ack=self.intake.ack_many,
             publish=self.intake.publish_accepted,
             ingester_id=settings.mqtt_client_id,
             batch_max=settings.ingest_batch_max,

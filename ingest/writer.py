@@ -1,10 +1,10 @@
-"""The writer thread: QC, line protocol, batched writes, the spool, and in-order acknowledgement.
+"""The writer thread: collect a batch, judge QC, build lines, store, acknowledge, re-publish.
 
-For each batch taken from the queue (in receive order): judge QC, build the lines, write them
-to InfluxDB or, if it cannot take them, append them to the fsynced spool; only then acknowledge
-every message of the batch, in receive order [MQTT-4.6.0-2]. A partial rejection is bisected so
-that only the refused lines are quarantined and the write attempts stay logarithmic
-(RELIABILITY §0.6, R8).
+For each batch taken from the queue (in receive order): judge QC (against ingest.history),
+build the lines, hand them to ingest.store (InfluxDB, or the fsynced spool when it cannot take
+them; refused lines bisected and quarantined there); only then acknowledge every message of the
+batch, in receive order [MQTT-4.6.0-2], with one write to the broker for the whole batch, and
+re-publish the accepted readings, one message per station per batch.
 
 Bounded cost (issue 8): batches are budgeted by the lines they will produce; a station over its
 rate (ingest.ratelimit) is acknowledged and counted in one ``rate_exceeded`` record per
@@ -21,14 +21,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ingest.delivery import Delivery
-from ingest.errors import StorageRejected, StorageUnavailable
+from ingest.errors import StorageUnavailable
 from ingest.history import StationHistories, write_once
 from ingest.influx import InfluxWriter
 from ingest.metrics import IngestStats
 from ingest.points import (
+    Line,
     UniqueClock,
     diagnostics_line,
     message_key,
@@ -40,6 +41,7 @@ from ingest.points import (
 from ingest.ratelimit import RateLimiter
 from ingest.seqtrack import SeqTracker
 from ingest.spool import Spool
+from ingest.store import Store
 from sensors import schema
 from sensors.models import format_ts
 from sensors.outbound import LatestEntryData, encode_entries
@@ -58,9 +60,6 @@ from sensors.validation import MAX_REFUSALS_PER_MESSAGE, AcceptedReading, Refusa
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S: Final = 5.0
-RETRY_MIN_S: Final = 0.5
-RETRY_MAX_S: Final = 5.0  # /ping probes are cheap; recover within seconds
-DRAIN_RECORDS_PER_TURN: Final = 8
 # Accepted readings re-published per message: ~300 B each, so a message stays far below the
 # broker's max_packet_size (a larger one would get the ingester disconnected).
 ENTRIES_PER_MESSAGE: Final = 200
@@ -69,7 +68,8 @@ REDELIVERY_LOOKBACK: Final = "1d"
 REDELIVERY_KEYS_PER_QUERY: Final = 200
 
 
-Acker = Callable[[int, int], None]
+# Acknowledges a batch's messages, given as (mid, qos) in receive order.
+Acker = Callable[[list[tuple[int, int]]], None]
 Publisher = Callable[[str, bytes], None]
 ClearSky = Callable[[float, float, float, int], float]
 
@@ -77,7 +77,7 @@ ClearSky = Callable[[float, float, float, int], float]
 @dataclass(slots=True)
 class _Batch:
     deliveries: list[Delivery] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
     entries: dict[str, list[LatestEntryData]] = field(default_factory=dict)
 
     readings: int = 0
@@ -151,22 +151,22 @@ class Writer(threading.Thread):
         self.stop_event = threading.Event()
         self.seq = SeqTracker()
         self._clock = UniqueClock()
-        self.histories = StationHistories(influx, registry, self._lost_influx)
+        self.store = Store(
+            influx=influx,
+            spool=spool,
+            stats=stats,
+            clock=self._clock,
+            stop_event=self.stop_event,
+            batch_max=batch_max,
+            on_reachable=on_reachable,
+        )
+        self.histories = StationHistories(influx, registry, self.store.lost_influx)
         self.rate_limiter = rate_limiter
         self.rate_record_interval_s = rate_record_interval_s
         self._rate_windows: dict[str, _RateWindow] = {}
         self.quarantine_count_interval_s = quarantine_count_interval_s
-        # Called when InfluxDB answers again, before anything is written (storage set-up
-        # that could not run at start, e.g. the quarantine retention policy).
-        self.on_reachable = on_reachable
         self._next_quarantine_count = time.monotonic()
-        # Cleared while InfluxDB is away; the prober thread sets it when /ping answers again.
-        self._reachable = threading.Event()
-        self._reachable.set()
-        self._prober: threading.Thread | None = None
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
-        self.stats.spool_depth = spool.depth_lines
-        self.stats.spool_torn_records = spool.torn_records
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -188,7 +188,7 @@ class Writer(threading.Thread):
                     continue
             elif self.stop_event.is_set():
                 break
-            self._drain_some()
+            self.store.drain_some()
             if time.monotonic() >= self._next_quarantine_count:
                 self._count_quarantine()
             if time.monotonic() >= self._next_stats:
@@ -204,7 +204,7 @@ class Writer(threading.Thread):
         batch = _Batch()
         try:
             # While a spool is draining, do not idle between turns.
-            draining = bool(self.spool) and self._reachable.is_set()
+            draining = self.store.draining()
             first = self.deliveries.get(timeout=0.0 if draining else 0.1)
 
         except queue.Empty:
@@ -236,9 +236,8 @@ class Writer(threading.Thread):
                 self._prepare(delivery, batch)
         self._rate_records(batch)
         if batch.lines:
-            self._store(batch.lines)
-        for delivery in batch.deliveries:
-            self.ack(delivery.mid, delivery.qos)
+            self.store.store(batch.lines)
+        self.ack([(delivery.mid, delivery.qos) for delivery in batch.deliveries])
         self.stats.acked += len(batch.deliveries)
         self.stats.readings_stored += batch.readings
         self.stats.values_stored += batch.values
@@ -251,14 +250,13 @@ class Writer(threading.Thread):
     # -- judging -------------------------------------------------------------------------------
     def _prepare(self, delivery: Delivery, batch: _Batch) -> None:
         if delivery.status is not None and delivery.station_id is not None:
-            batch.lines.append(
-                status_line(
-                    delivery.station_id,
-                    delivery.status.state,
-                    delivery.status.firmware,
-                    delivery.received_ns,
-                )
+            line = status_line(
+                delivery.station_id,
+                delivery.status.state,
+                delivery.status.firmware,
+                delivery.received_ns,
             )
+            batch.lines.append(Line(line, delivery.station_id))
             return
         verdict = delivery.verdict
         if verdict is None:
@@ -270,26 +268,35 @@ class Writer(threading.Thread):
             if reading is None:
                 continue
             qc = self._judge_qc(reading, history)
-            batch.lines.append(reading_line(reading, qc))
+            station_id = reading.station_id
+            batch.lines.append(Line(reading_line(reading, qc), station_id, 1, len(reading.values)))
             diag = diagnostics_line(reading)
             if diag is not None:
-                batch.lines.append(diag)
+                batch.lines.append(Line(diag, station_id))
             batch.readings += 1
             batch.values += len(reading.values)
             if reading.seq is not None:
                 self.seq.observe(reading.station_id, reading.seq)
             if self.publish is not None:
+                flags: dict[str, str] = {}
+                checks: dict[str, str] = {}
+                for parameter, result in qc.items():
+                    flags[parameter] = result.flag  # a StrEnum: orjson writes its value
+                    if result.flag is QcFlag.SUSPECT:
+                        checks[parameter] = result.check
                 entry: LatestEntryData = {
-                    "station": reading.station_id,
+                    "station": station_id,
                     "ts": format_ts(reading.ts_ns),
                     "values": reading.values,
-                    "qc": {p: r.flag.value for p, r in qc.items()},
+                    "qc": flags,
                     "seq": reading.seq,
                 }
-                checks = {p: r.check for p, r in qc.items() if r.flag is QcFlag.SUSPECT}
                 if checks:
                     entry["checks"] = checks
-                batch.entries.setdefault(reading.station_id, []).append(entry)
+                entries = batch.entries.get(station_id)
+                if entries is None:
+                    entries = batch.entries[station_id] = []
+                entries.append(entry)
 
         self.stats.seq_gaps = self.seq.gaps_total
         self.stats.seq_missing = self.seq.missing
@@ -311,7 +318,7 @@ class Writer(threading.Thread):
         kept = refusals[:MAX_REFUSALS_PER_MESSAGE]
         for index, refusal in enumerate(kept):
             batch.lines.append(
-                quarantine_line(
+                self._quarantine_line(
                     reason=refusal.reason,
                     detail=refusal.detail,
                     station_id=delivery.station_id,
@@ -329,7 +336,7 @@ class Writer(threading.Thread):
             self.stats.quarantined[refusal.reason.value] += 1
         if over_cap:
             batch.lines.append(
-                quarantine_line(
+                self._quarantine_line(
                     reason=QuarantineReason.TOO_MANY_REFUSALS,
                     detail=f"{over_cap} more refusals after the first {MAX_REFUSALS_PER_MESSAGE}",
                     station_id=delivery.station_id,
@@ -344,6 +351,10 @@ class Writer(threading.Thread):
             )
             self.stats.quarantined[QuarantineReason.TOO_MANY_REFUSALS.value] += 1
             self.stats.refusals_over_cap += over_cap
+
+    @staticmethod
+    def _quarantine_line(**record: Any) -> Line:
+        return Line(quarantine_line(**record), record["station_id"])
 
     # -- the per-station rate limit ------------------------------------------------------------
     def _admit(self, delivery: Delivery, batch: _Batch) -> bool:
@@ -381,7 +392,7 @@ class Writer(threading.Thread):
                 f"{limiter.rate_per_s if limiter else 0:g}/s)"
             )
             batch.lines.append(
-                quarantine_line(
+                self._quarantine_line(
                     reason=QuarantineReason.RATE_EXCEEDED,
                     detail=detail,
                     station_id=first.station_id,
@@ -411,7 +422,7 @@ class Writer(threading.Thread):
                 if d.dup and d.verdict is not None
             }
         )
-        if not keys or self.spool or not self._reachable.is_set():
+        if not keys or not self.store.can_query():
             return
         source = (
             schema.QUARANTINE_FROM
@@ -442,8 +453,7 @@ class Writer(threading.Thread):
         return self._history(reading.station_id, reading.ts_ns)
 
     def _history(self, station_id: str, ts_ns: int) -> StationHistory:
-        can_query = not self.spool and self._reachable.is_set()
-        return self.histories.get(station_id, ts_ns, can_query)
+        return self.histories.get(station_id, ts_ns, self.store.can_query())
 
     def _load_backdated(self, batch: _Batch, admitted: list[bool]) -> None:
         """Load, with one query per station, the stored neighbours of readings older than what
@@ -481,186 +491,14 @@ class Writer(threading.Thread):
     def _count_quarantine(self) -> None:
         """Refresh the quarantine's size figure (one count query, every few tens of seconds)."""
         self._next_quarantine_count = time.monotonic() + self.quarantine_count_interval_s
-        if self.spool or not self._reachable.is_set():
+        if not self.store.can_query():
             return
         try:
             self.stats.quarantine_records = self.influx.count_quarantine()
         except StorageUnavailable as exc:
             logger.info("quarantine not counted (%s)", exc)
 
-    # -- storing -------------------------------------------------------------------------------
-    def _store(self, lines: list[str]) -> None:
-        if self.spool or not self._reachable.is_set():
-            self._spool(lines)
-            return
-        try:
-            self._write_isolating(lines)
-        except StorageUnavailable as exc:
-            self._spool(lines)
-            self._lost_influx(str(exc))
-
-    def _spool(self, lines: list[str]) -> None:
-        self.spool.append(lines)
-        self.stats.spooled_lines += len(lines)
-        self.stats.spool_depth = self.spool.depth_lines
-
-    def _drain_some(self) -> None:
-        if not self.spool or not self._reachable.is_set():
-            return  # never wait on a hung InfluxDB here: the prober thread tells us
-        for _ in range(DRAIN_RECORDS_PER_TURN):
-            if not self.spool:
-                break
-            # Coalesce small records (spooled during the outage) into full-size writes.
-            lines, records = self.spool.peek_many(self.batch_max)
-            try:
-                self._write_isolating(lines)
-            except StorageUnavailable as exc:
-                self._lost_influx(str(exc))
-                return
-            for _ in range(records):
-                self.spool.pop()
-            self.stats.spool_depth = self.spool.depth_lines
-        if not self.spool:
-            logger.info("spool drained")
-
-    def _lost_influx(self, why: str) -> None:
-        """Stop writing to InfluxDB until the prober thread sees it answer again."""
-        self._reachable.clear()
-        if self._prober is None or not self._prober.is_alive():
-            logger.warning("InfluxDB unavailable (%s): spooling until /ping answers", why)
-            self._prober = threading.Thread(
-                target=self._probe, name="meltemi-influx-probe", daemon=True
-            )
-            self._prober.start()
-
-    def _probe(self) -> None:
-        """Ping InfluxDB with back-off (on its own connection) until it answers."""
-        delay = RETRY_MIN_S
-        while not self.stop_event.is_set():
-            if self.influx.probe() and self._prepared_on_reachable():
-                logger.info(
-                    "InfluxDB answers again: draining %d spooled lines", self.spool.depth_lines
-                )
-                self._reachable.set()
-                return
-            self.stop_event.wait(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-
-    def _prepared_on_reachable(self) -> bool:
-        """Run the on_reachable set-up; return False (probe again later) when it failed."""
-        if self.on_reachable is None:
-            return True
-        try:
-            self.on_reachable()
-        except StorageUnavailable as exc:
-            logger.warning("InfluxDB answers /ping but its set-up failed (%s); retrying", exc)
-            return False
-        return True
-
-    def _write(self, lines: list[str]) -> None:
-        self.stats.write_attempts += 1
-        started = time.perf_counter()
-        self.influx.write(lines)
-        self.stats.write_latency_sum_s += time.perf_counter() - started
-        self.stats.write_latency_count += 1
-        self.stats.write_batches += 1
-
-    def _write_isolating(self, lines: list[str]) -> None:
-        """Write lines; quarantine exactly the lines InfluxDB refuses (raise StorageUnavailable)."""
-        attempts_before = self.stats.write_attempts
-        try:
-            self._write(lines)
-        except StorageRejected as exc:
-            refused = self._isolate(lines, exc)
-            logger.error(
-                "InfluxDB refused %d of %d lines (%d write attempts): %s",
-                len(refused),
-                len(lines),
-                self.stats.write_attempts - attempts_before,
-                exc.message,
-            )
-            self._quarantine_refused(refused)
-
-    def _isolate(self, lines: list[str], exc: StorageRejected) -> list[tuple[str, str]]:
-        """Bisect a rejected write down to the refused lines; return (line, server message).
-
-        After a 1.x ``partial write … dropped=N`` the other lines are already stored, and the
-        count tells which half holds the refused ones: only left halves are written again, so
-        one bad line in n costs 1 + ⌈log2 n⌉ writes in all (RELIABILITY R8). Without a count
-        (2.x 400/422, 413) both halves are written. Every rewrite is idempotent.
-        """
-        return self._bisect(lines, exc.dropped, exc.message, exc.too_large)
-
-    def _bisect(
-        self, lines: list[str], dropped: int | None, message: str, too_large: bool = False
-    ) -> list[tuple[str, str]]:
-        if len(lines) == 1:
-            return [(lines[0], "line larger than the server accepts" if too_large else message)]
-        middle = len(lines) // 2
-        left, right = lines[:middle], lines[middle:]
-        refused: list[tuple[str, str]] = []
-        left_dropped: int | None = 0
-        try:
-            self._write(left)
-        except StorageRejected as left_exc:
-            left_dropped = left_exc.dropped
-            refused += self._bisect(left, left_exc.dropped, left_exc.message, left_exc.too_large)
-        if dropped is not None and left_dropped is not None:
-            if dropped - left_dropped > 0:  # known to hold the rest; its good lines are stored
-                refused += self._bisect(right, dropped - left_dropped, message)
-            return refused
-        try:
-            self._write(right)
-        except StorageRejected as right_exc:
-            refused += self._bisect(
-                right, right_exc.dropped, right_exc.message, right_exc.too_large
-            )
-        return refused
-
-    def _quarantine_refused(self, refused: list[tuple[str, str]]) -> None:
-        records = []
-        for line, message in refused:
-            station = _station_of(line)
-            records.append(
-                quarantine_line(
-                    reason=QuarantineReason.WRITE_REJECTED,
-                    detail=message,
-                    station_id=station,
-                    topic="",
-                    payload=line.encode("utf-8"),
-                    received_ns=time.time_ns(),
-                    time_ns=self._clock.now_ns(),
-                    slot="r",
-                )
-            )
-            self.stats.quarantined[QuarantineReason.WRITE_REJECTED.value] += 1
-            if line.startswith(schema.READINGS + ","):
-                self.stats.readings_stored -= 1
-                self.stats.values_stored -= line.count(schema.QC_SUFFIX + '="')
-        try:
-            self._write(records)
-        except StorageRejected as exc:
-            logger.error(
-                "quarantine records refused too (%s); %d lines lost: %s",
-                exc.message,
-                len(records),
-                records[:3],
-            )
-
     def _write_stats(self) -> None:
         self._next_stats = time.monotonic() + STATS_INTERVAL_S
         line = stats_line(self.ingester_id, self.stats.snapshot(), self._clock.now_ns())
-        self._store([line])
-
-
-def _station_of(line: str) -> str | None:
-    """Return the station tag of a line we formatted, when it has one."""
-    marker = f",{schema.STATION_TAG}="
-    start = line.find(marker)
-    if start < 0:
-        return None
-    start += len(marker)
-    end = start
-    while end < len(line) and line[end] not in ", ":
-        end += 2 if line[end] == "\\" else 1
-    return line[start:end].replace("\\", "") or None
+        self.store.store([Line(line)])

@@ -40,7 +40,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
-from sensors.topics import STATION_ID_RE
+from sensors.topics import BROKER_SYS_TOPICS, STATION_ID_RE
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ def service_acls(role: Role) -> list[dict[str, Any]]:
                 acls.append(_acl("subscribePattern", topic))
             acls.append(_acl("publishClientReceive", f"stations/+/{kind}"))
         acls.append(_acl("publishClientSend", "meltemi/accepted/+"))
+        # issue 9: the broker's own dropped/stored counters, so that a loss is never silent
+        # (receiving is allowed by defaultACLAccess; subscribing must be granted).
+        for topic in BROKER_SYS_TOPICS:
+            acls.append(_acl("subscribeLiteral", topic))
         return acls
     if role == "api":
         return [
@@ -334,6 +338,10 @@ class DynsecAdmin:
         role = station_role(station_id)
         self.ensure_role(role, _station_acls(station_id))
         self.create_client(station_id, secret, role)
+
+    def ensure_service_role(self, role: Role) -> None:
+        """Create or bring up to date a service role (an upgrade adds the ACLs it lacks)."""
+        self.ensure_role(ROLE_PREFIX[role], service_acls(role))
 
     def add_service(self, username: str, role: Role, secret: SecretStr) -> None:
         """Create a service client (ingester, API replica) with the service role's ACLs."""

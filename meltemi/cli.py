@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--client-id", default=None, help="fixed MQTT client id (default MELTEMI_MQTT_CLIENT_ID)"
     )
+    ingest.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=None,
+        help="run N supervised ingester processes on the shared subscription, worker i with "
+        "client id and broker account CLIENT_ID-i (default MELTEMI_INGEST_WORKERS, 1)",
+    )
     sub.add_parser("api", help="run the HTTP API and the dashboard")
     sub.add_parser("alerts", help="run the alert engine: rules over the readings, CAP messages")
     rollup = sub.add_parser("rollup", help="hourly and daily rollups (meltemi.rollup)")
@@ -182,9 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 overrides["ingest_shared_group"] = args.shared
             if args.client_id:
                 overrides["mqtt_client_id"] = args.client_id
+            if args.workers is not None:
+                overrides["ingest_workers"] = args.workers
         settings = load_settings(**overrides)
         if args.command in ("stations", "accounts"):
             return _run_identity(args, settings)
+        if args.command == "ingest" and settings.ingest_workers > 1:
+            from meltemi.workers import run as run_workers
+
+            return run_workers(settings, settings.ingest_workers)
         if args.command == "ingest":
             from ingest.service import run as run_ingest
 

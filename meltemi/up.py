@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Final
 from urllib.parse import urlsplit
 
-from ingest.mqtt import provision_session
+from ingest.mqtt import end_session, provision_session
 from meltemi.broker_admin import (
     ROLE_PREFIX,
     BrokerAdminError,
@@ -53,6 +53,7 @@ from meltemi.services import (
     ServiceError,
     port_open,
 )
+from meltemi.workers import DEFAULT_GROUP, worker_name
 from sensors.registry import open_registry
 from sensors.settings import Settings
 
@@ -64,6 +65,10 @@ INGEST_USER: Final = "meltemi-ingest"
 API_USER: Final = "meltemi-api"
 ALERTS_USER: Final = "meltemi-alerts"
 SIMULATOR_ARGS: Final = ("--backfill", "48h")
+# Ingest workers `meltemi up` runs (issue 9) unless MELTEMI_INGEST_WORKERS says otherwise: two
+# processes use both cores of the smallest machine the platform is measured on.
+UP_INGEST_WORKERS: Final = 2
+WORKERS_FILE: Final = "ingest-workers.json"
 
 
 def _meltemi_argv(*args: str) -> list[str]:
@@ -120,8 +125,18 @@ def _broker_secrets(settings: Settings, data_dir: Path) -> BrokerSecrets:
     return secrets
 
 
-def _provision(settings: Settings, secrets: BrokerSecrets, sim_file: Path) -> int:
-    """Create the ingester's, the API's and every simulated station's identity if missing.
+def _provision(
+    settings: Settings,
+    secrets: BrokerSecrets,
+    sim_file: Path,
+    workers_file: Path,
+    workers: int,
+) -> int:
+    """Create the ingesters', the API's and every simulated station's identity if missing.
+
+    Each ingest worker has an account of its own, ``meltemi-ingest-{i}`` (the broker enforces
+    client id = username), its secret kept in ``workers_file`` (0600). The ingester role is
+    brought up to date on every start (issue 9 added the $SYS counters to it).
 
     A registered station the broker already knows but whose secret we do not hold is a real
     station added with `meltemi stations add`: the simulator leaves it alone. Returns the
@@ -131,10 +146,20 @@ def _provision(settings: Settings, secrets: BrokerSecrets, sim_file: Path) -> in
     admin = DynsecAdmin(
         "127.0.0.1", settings.mqtt_port, secrets.admin_username, secrets.admin_password
     )
+    worker_secrets = load_station_secrets(workers_file)
     with admin:
         known = admin.clients()
+        admin.ensure_service_role("ingester")
         if secrets.ingest_username not in known:
             admin.add_service(secrets.ingest_username, "ingester", secrets.ingest_password)
+        for index in range(1, workers + 1):
+            name = worker_name(secrets.ingest_username, index)
+            if name not in worker_secrets:
+                worker_secrets[name] = generate_secret()
+                if name in known:  # the secret was lost: replace it
+                    admin.set_secret(name, worker_secrets[name])
+            if name not in known:
+                admin.add_service(name, "ingester", worker_secrets[name])
         if secrets.api_username not in known:
             admin.add_service(secrets.api_username, "api", secrets.api_password)
         else:  # a broker provisioned before issue 10: the API role gains the alerts topic
@@ -152,15 +177,17 @@ def _provision(settings: Settings, secrets: BrokerSecrets, sim_file: Path) -> in
             if station.id not in known:
                 admin.add_station(station.id, secret)
     save_station_secrets(sim_file, stations)
+    save_station_secrets(workers_file, worker_secrets)
     return len(stations)
 
 
-def _client_env(secrets: BrokerSecrets, sim_file: Path) -> dict[str, str]:
+def _client_env(secrets: BrokerSecrets, sim_file: Path, workers_file: Path) -> dict[str, str]:
     """Return the children's broker credentials as MELTEMI_* variables (never logged)."""
     return {
         "MELTEMI_MQTT_USERNAME": secrets.ingest_username,
         "MELTEMI_MQTT_PASSWORD": secrets.ingest_password.get_secret_value(),
         "MELTEMI_MQTT_CLIENT_ID": secrets.ingest_username,
+        "MELTEMI_INGEST_CREDENTIALS_FILE": str(workers_file),
         "MELTEMI_API_MQTT_USERNAME": secrets.api_username,
         "MELTEMI_API_MQTT_PASSWORD": secrets.api_password.get_secret_value(),
         "MELTEMI_SIM_CREDENTIALS_FILE": str(sim_file),
@@ -169,6 +196,40 @@ def _client_env(secrets: BrokerSecrets, sim_file: Path) -> dict[str, str]:
             secrets.alerts_password.get_secret_value() if secrets.alerts_password else ""
         ),
     }
+
+
+def _provision_sessions(
+    settings: Settings, secrets: BrokerSecrets, workers_file: Path, workers: int
+) -> None:
+    """Create each ingester's durable session and subscriptions (raise ServiceError)."""
+    single = settings.model_copy(
+        update={
+            "mqtt_username": secrets.ingest_username,
+            "mqtt_password": secrets.ingest_password,
+            "mqtt_client_id": secrets.ingest_username,
+        }
+    )
+    if workers == 1:
+        if not provision_session(single):
+            raise ServiceError("the broker did not confirm the ingester's subscription")
+        return
+    # A single ingester's session from an earlier run would keep queueing every reading for a
+    # client that never comes back, until the broker drops them: end it. (The platform stops
+    # its stations before its ingester, so that queue is empty.)
+    end_session(single)
+    worker_secrets = load_station_secrets(workers_file)
+    for index in range(1, workers + 1):
+        name = worker_name(secrets.ingest_username, index)
+        member = settings.model_copy(
+            update={
+                "mqtt_username": name,
+                "mqtt_password": worker_secrets[name],
+                "mqtt_client_id": name,
+                "ingest_shared_group": settings.ingest_shared_group or DEFAULT_GROUP,
+            }
+        )
+        if not provision_session(member):
+            raise ServiceError(f"the broker did not confirm {name}'s subscription")
 
 
 def run(settings: Settings) -> int:
@@ -186,8 +247,17 @@ def run(settings: Settings) -> int:
         logger.error("%s", exc)
         return 1
     sim_file = simulator_secrets_path(data_dir)
-    secrets_dir(data_dir)
-    env = {**os.environ, "MELTEMI_DATA_DIR": str(data_dir), **_client_env(secrets, sim_file)}
+    workers_file = secrets_dir(data_dir) / WORKERS_FILE
+    workers = (
+        settings.ingest_workers
+        if "ingest_workers" in settings.model_fields_set
+        else UP_INGEST_WORKERS
+    )
+    env = {
+        **os.environ,
+        "MELTEMI_DATA_DIR": str(data_dir),
+        **_client_env(secrets, sim_file, workers_file),
+    }
     broker = Mosquitto(
         data_dir / "mosquitto",
         settings.mqtt_port,
@@ -203,7 +273,10 @@ def run(settings: Settings) -> int:
         return 1
     children = [
         ManagedProcess(
-            "ingester", _meltemi_argv("ingest"), None, env=_influx_env(env, influx_secrets.ingest)
+            "ingester",
+            _meltemi_argv("ingest", "--workers", str(workers)),
+            None,
+            env=_influx_env(env, influx_secrets.ingest),
         ),
         # Rollups (meltemi.rollup) write their own points: the ingester's database user.
         ManagedProcess(
@@ -244,21 +317,13 @@ def run(settings: Settings) -> int:
         except ProvisioningError as exc:
             raise ServiceError(f"InfluxDB provisioning: {exc}") from exc
         try:
-            simulated = _provision(settings, secrets, sim_file)
+            simulated = _provision(settings, secrets, sim_file, workers_file, workers)
         except (BrokerAdminError, CredentialsError) as exc:
             raise ServiceError(f"cannot provision the broker identities: {exc}") from exc
         logger.info("broker identities ready: ingester, API and %d simulated stations", simulated)
-        # The ingester's session must exist before any station publishes (the back-fill starts
+        # The ingesters' sessions must exist before any station publishes (the back-fill starts
         # at once); otherwise the broker has no one to queue those readings for.
-        ingest_settings = settings.model_copy(
-            update={
-                "mqtt_username": secrets.ingest_username,
-                "mqtt_password": secrets.ingest_password,
-                "mqtt_client_id": secrets.ingest_username,
-            }
-        )
-        if not provision_session(ingest_settings):
-            raise ServiceError("the broker did not confirm the ingester's subscription")
+        _provision_sessions(settings, secrets, workers_file, workers)
 
         for child in children:
             child.start()

@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field("meltemi-ingest", min_length=1, max_length=64)
     mqtt_session_expiry_s: int = Field(7 * 24 * 3600, ge=60)
     # MQTT v5 Receive Maximum: QoS 1 messages the broker may have in flight to the ingester.
-    mqtt_receive_maximum: int = Field(1000, ge=1, le=65535)
+    # Large enough that messages keep arriving while a batch is written and acknowledged (the
+    # bench, issue 9: at 1,000 the window, not the CPU, capped an ingester's throughput).
+    mqtt_receive_maximum: int = Field(5000, ge=1, le=65535)
     # MQTT v5 shared-subscription group; None subscribes normally (one ingester).
     ingest_shared_group: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -51,11 +53,20 @@ class Settings(BaseSettings):
     backfill_horizon_days: float = Field(30.0, gt=0)  # CONTRACT §4: older readings are refused
     future_tolerance_s: float = Field(300.0, ge=0)  # CONTRACT §4: 5 minutes ahead at most
     ingest_batch_max: int = Field(5000, ge=1)
-    # How long the writer waits for more messages before a write; 0 writes whatever has arrived
-    # (batches then grow by themselves under load, up to ingest_batch_max lines).
-    ingest_linger_s: float = Field(0.0, ge=0, le=5)
+    # How long the writer waits for more messages before a write (up to ingest_batch_max lines).
+    # 0 writes whatever has arrived: under a burst that made writes of ~25 readings, each one
+    # costing InfluxDB an fsync (issue 9); 0.1 s makes them hundreds to thousands.
+    ingest_linger_s: float = Field(0.1, ge=0, le=5)
     ingest_metrics_port: int = Field(0, ge=0, le=65535)  # 0: no metrics listener of its own
     ingest_qc: bool = True
+    # --- Scale-out (issue 9; `meltemi ingest --workers N`, `meltemi up`) ---
+    # Ingester processes on the shared subscription, each with its own session, spool and
+    # client id (worker i: "{MELTEMI_MQTT_CLIENT_ID}-{i}"). 1 runs the ingester in-process.
+    ingest_workers: int = Field(1, ge=1, le=64)
+    # The workers' own broker accounts (the broker enforces client id = username): a 0600 JSON
+    # object {"meltemi-ingest-1": "secret", ...} that `meltemi up` writes. Unset: worker i logs
+    # in as "{MELTEMI_MQTT_USERNAME}-{i}" with MELTEMI_MQTT_PASSWORD.
+    ingest_credentials_file: Path | None = None
 
     # --- InfluxDB provisioning (issue 8 part 3) ---
     # Duration of the `quarantine` retention policy that deploy/provision_influxdb.py and

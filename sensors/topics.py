@@ -16,6 +16,13 @@ STATUS_FILTER: Final = "stations/+/status"
 ACCEPTED_PREFIX: Final = "meltemi/accepted/"
 ACCEPTED_FILTER: Final = "meltemi/accepted/+"
 
+# Mosquitto's own counters, published on $SYS every sys_interval (10 s by default): messages it
+# dropped (a full session queue, max_queued_messages) and messages it holds. The ingester reads
+# them so that a broker-side loss shows in /metrics and /health (issue 9).
+SYS_DROPPED: Final = "$SYS/broker/publish/messages/dropped"
+SYS_STORED: Final = "$SYS/broker/store/messages/count"
+BROKER_SYS_TOPICS: Final = (SYS_DROPPED, SYS_STORED)
+
 TopicKind = Literal["readings", "status"]
 
 

@@ -6,6 +6,7 @@ for bad input. A refused value does not refuse its reading's other values.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -111,7 +112,14 @@ def judge_readings_message(
             verdict.refuse(refusal)
             continue
         values: dict[str, float] = {}
+        bounds = _bounds_of(station.parameters)
         for index, (parameter, raw) in enumerate(reading.values.items()):
+            # Fast path (issue 9): a float of a registered parameter inside its range is
+            # finite and accepted as is; anything else takes _judge_value for its verdict.
+            low_high = bounds.get(parameter)
+            if low_high is not None and type(raw) is float and low_high[0] <= raw <= low_high[1]:
+                values[parameter] = raw
+                continue
             value, problem = _judge_value(parameter, raw, station.parameters)
             if problem is None:
                 values[parameter] = value
@@ -122,6 +130,12 @@ def judge_readings_message(
         if values:
             verdict.readings.append(AcceptedReading(station_id, ts_ns, seq, values, diag))
     return verdict
+
+
+@functools.lru_cache(maxsize=1024)  # one entry per distinct parameter list in the registry
+def _bounds_of(registered: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Return the physical range of each registered parameter of the catalogue."""
+    return {p: (CATALOG[p].min, CATALOG[p].max) for p in registered if p in CATALOG}
 
 
 def _judge_ts(reading: ReadingIn, received_ns: int, limits: Limits) -> tuple[int, Refusal | None]:

@@ -187,17 +187,27 @@ def test_default_series_is_the_last_24_hours_raw(api, live_data):
 def test_health_ok_then_degraded(api, settings_api, tmp_path):
     ok = api.get("/health")
     assert ok.status_code == 200
-    assert ok.json() == {"status": "ok", "mqtt": True, "influxdb": True}
+    assert ok.json() == {"status": "ok", "mqtt": True, "influxdb": True, "broker_dropped": None}
     no_broker = settings_api.model_copy(update={"mqtt_port": free_port()})
     with serve(no_broker) as other:
         response = other.get("/health")
         assert response.status_code == 503
-        assert response.json() == {"status": "degraded", "mqtt": False, "influxdb": True}
+        assert response.json() == {
+            "status": "degraded",
+            "mqtt": False,
+            "influxdb": True,
+            "broker_dropped": None,
+        }
     no_influx = settings_api.model_copy(update={"influx_url": f"http://127.0.0.1:{free_port()}"})
     with serve(no_influx) as other:
         response = other.get("/health")
         assert response.status_code == 503
-        assert response.json() == {"status": "degraded", "mqtt": True, "influxdb": False}
+        assert response.json() == {
+            "status": "degraded",
+            "mqtt": True,
+            "influxdb": False,
+            "broker_dropped": None,
+        }
         down = other.get("/v1/latest")  # storage away: 503 with a JSON detail, Retry-After
         assert down.status_code == 503
         assert "storage" in down.json()["detail"]

@@ -160,14 +160,24 @@ def test_health_queries_influxdb_with_the_apis_own_credentials(surface_settings,
     with serve(good, wait_feed=True) as api:
         response = api.get("/health")
         assert response.status_code == 200
-        assert response.json() == {"status": "ok", "mqtt": True, "influxdb": True}
+        assert response.json() == {
+            "status": "ok",
+            "mqtt": True,
+            "influxdb": True,
+            "broker_dropped": None,
+        }
     wrong = _auth_settings(surface_settings, auth_influx, WRONG_PASSWORD)
     with serve(wrong, wait_feed=True) as api:
         response = api.get("/health")
         # /ping answers 204 without credentials; the API's own query is refused (401).
         assert httpx.get(f"{auth_influx.url}/ping").status_code == 204
         assert response.status_code == 503
-        assert response.json() == {"status": "degraded", "mqtt": True, "influxdb": False}
+        assert response.json() == {
+            "status": "degraded",
+            "mqtt": True,
+            "influxdb": False,
+            "broker_dropped": None,
+        }
         assert response.headers["cache-control"] == "no-store"
     missing_db = _auth_settings(
         surface_settings, auth_influx, READER_PASSWORD, influx_db="no_such_db"
@@ -205,7 +215,12 @@ def test_health_follows_the_live_feeds_subscription(
             assert refusal.startswith(expected_refusal), refusal
         response = api.get("/health")
         expected = "ok" if subscribed else "degraded"
-        assert response.json() == {"status": expected, "mqtt": subscribed, "influxdb": True}
+        assert response.json() == {
+            "status": expected,
+            "mqtt": subscribed,
+            "influxdb": True,
+            "broker_dropped": None,
+        }
         assert response.status_code == (200 if subscribed else 503)
         assert api.feed.connected is subscribed
 
@@ -568,7 +583,12 @@ def test_no_secret_reaches_the_apis_log(surface_settings, auth_influx, locked_br
         degraded = wait_for(health, 30, message="the API answers")
         assert degraded is not None
         assert degraded.status_code == 503
-        assert degraded.json() == {"status": "degraded", "mqtt": False, "influxdb": False}
+        assert degraded.json() == {
+            "status": "degraded",
+            "mqtt": False,
+            "influxdb": False,
+            "broker_dropped": None,
+        }
         for path in ("/v1/latest", "/v1/stations", f"/v1/stations/{LIVE}/series", "/metrics"):
             httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10)
     finally:

@@ -392,7 +392,7 @@ def test_a_redelivery_is_idempotent_in_the_quarantine(settings, tmp_path):
         spool=spool,
         registry=registry,
         stats=stats,
-        ack=lambda mid, _qos: acked.append(mid),
+        ack=lambda acks: acked.extend(mid for mid, _qos in acks),
         publish=None,
         ingester_id="redelivery-test",
     )

@@ -8,6 +8,7 @@ from sensors.catalog import CATALOG
 from sensors.qc import (
     CLEAR_SKY_FACTOR,
     CLEAR_SKY_MARGIN,
+    HISTORY_NS,
     NS_PER_MIN,
     RAIN_MIN_RH,
     StationHistory,
@@ -77,16 +78,63 @@ def test_persistence_air_temperature(run_minutes, flag):
     assert result["air_temperature"].flag is flag
 
 
-def test_persistence_broken_by_a_change_or_a_long_gap():
+def test_persistence_broken_by_a_change():
     history = flat_history("air_temperature", 21.5, 90)
     history[45] = (history[45][0], {"air_temperature": 21.6})
     result = judge_after(history, T0 + 90 * NS_PER_MIN, {"air_temperature": 21.5})
     assert result["air_temperature"].flag is QcFlag.GOOD
+
+
+def test_persistence_run_spans_a_gap_longer_than_the_step_window():
+    """Issue 9: a gap used to break the run; the limit is in minutes of unchanged value."""
     gap = [(T0, {"air_temperature": 21.5}), (T0 + 61 * NS_PER_MIN, {"air_temperature": 21.5})]
-    assert (
-        judge_after(gap, T0 + 62 * NS_PER_MIN, {"air_temperature": 21.5})["air_temperature"].flag
-        is QcFlag.GOOD
-    )
+    result = judge_after(gap, T0 + 62 * NS_PER_MIN, {"air_temperature": 21.5})
+    assert result["air_temperature"].check == "persistence"
+
+
+def test_persistence_looks_back_no_further_than_a_restart_recovers():
+    old = [(T0, {"air_temperature": 21.5})]
+    result = judge_after(old, T0 + HISTORY_NS + 1, {"air_temperature": 21.5})
+    assert result["air_temperature"].flag is QcFlag.GOOD
+
+
+def stream_flags(parameter: str, value: float, cadence_min: int, count: int) -> list[str]:
+    """Judge ``count`` identical values ``cadence_min`` apart, as the writer does; return the
+    failed check of each ('' when good)."""
+    history = StationHistory()
+    checks = []
+    for k in range(count):
+        ts = T0 + k * cadence_min * NS_PER_MIN
+        checks.append(judge_values(ts, {parameter: value}, history)[parameter].check)
+        history.add(ts, {parameter: value})
+    return checks
+
+
+@pytest.mark.parametrize(
+    ("cadence_min", "count", "suspect"),
+    [
+        # 60-min limit: good up to 60 min of unchanged value (k = 0..60), suspect after.
+        pytest.param(1, 100, 39, id="1-min-cadence"),
+        # 10 values 10 min apart span 90 min: readings at 70, 80, 90 min are suspect.
+        pytest.param(10, 10, 3, id="10-min-cadence"),
+        # issue 9: at 11 min nothing was flagged; 66 min is past the limit at k = 6..9.
+        pytest.param(11, 10, 4, id="11-min-cadence"),
+        # hourly: the reading 120 min after the first is the first past the limit.
+        pytest.param(60, 6, 4, id="hourly-cadence"),
+    ],
+)
+def test_persistence_at_every_reporting_cadence(cadence_min, count, suspect):
+    checks = stream_flags("air_temperature", 21.5, cadence_min, count)
+    assert checks.count("persistence") == suspect
+    assert checks.count("") == count - suspect
+    first = checks.index("persistence")
+    assert (first - 1) * cadence_min <= 60 < first * cadence_min
+
+
+def test_persistence_hourly_wind_speed_six_hours():
+    """The longest limit (6 h) at an hourly cadence: the 8th identical value (7 h) is suspect."""
+    checks = stream_flags("wind_speed", 3.2, 60, 8)
+    assert checks == [""] * 7 + ["persistence"]
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,13 @@ def test_make_up_runs_backfills_stops_cleanly_and_keeps_data(tmp_path):
     up = _up(tmp_path, ports)
     try:
         health = wait_for(lambda: _healthy(f"{api}/health"), timeout_s=90, message="/health")
-        assert health == {"status": "ok", "mqtt": True, "influxdb": True}
+        assert health is not None
+        assert {k: health[k] for k in ("status", "mqtt", "influxdb")} == {
+            "status": "ok",
+            "mqtt": True,
+            "influxdb": True,
+        }
+        assert health["broker_dropped"] in (None, 0)  # issue 9: the broker's drops, shown
         stations = httpx.get(f"{api}/v1/stations", timeout=10).json()["stations"]
         assert len(stations) >= 12
         assert f"Meltemi dashboard: {api}/" in up.log_text()
@@ -128,16 +134,24 @@ def _check_private_secrets(tmp_path) -> dict[str, str]:
     broker = json.loads((secrets_dir / "broker.json").read_text())
     stations = json.loads((secrets_dir / "simulator-stations.json").read_text())
     assert len(stations) == 13  # every simulated station has an identity of its own
-    for path in (secrets_dir / "broker.json", secrets_dir / "simulator-stations.json"):
+    # issue 9: two ingest workers, each with a broker account and secret of its own
+    workers = json.loads((secrets_dir / "ingest-workers.json").read_text())
+    assert set(workers) == {"meltemi-ingest-1", "meltemi-ingest-2"}
+    for path in (
+        secrets_dir / "broker.json",
+        secrets_dir / "simulator-stations.json",
+        secrets_dir / "ingest-workers.json",
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE((data / "mosquitto" / "dynamic-security.json").stat().st_mode) == 0o600
     for directory in (data, secrets_dir, data / "mosquitto"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     values = [v for k, v in broker.items() if k.endswith("_password")] + list(stations.values())
-    assert len(set(values)) == 17  # admin, ingester, API, alert engine, 13 stations
+    values += list(workers.values())
+    assert len(set(values)) == 19  # admin, ingester, API, alert engine, 13 stations, 2 workers
     logs = [tmp_path / "up.log", *data.rglob("*.log")]
     assert len(logs) >= 2
     for log in logs:
         text = log.read_text(errors="replace")
         assert not [v for v in values if v in text], log
-    return {**broker, **stations}
+    return {**broker, **stations, **workers}

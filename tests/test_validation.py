@@ -210,3 +210,50 @@ def test_topic_shapes(topic, expected):
 def test_parse_ts(ts, ns):
     assert parse_ts_ns(ts) == ns
     assert parse_ts_ns(format_ts(ns)) == ns
+
+
+def _strict_readings(payload: bytes) -> object:
+    """The strict path alone (json with its hooks, then pydantic): the reference."""
+    from pydantic import ValidationError
+
+    from sensors.models import _READINGS, PayloadRefused, loads_strict
+
+    try:
+        document = loads_strict(payload)
+    except PayloadRefused as refused:
+        return ("refused", refused.reason)
+    items = document if isinstance(document, list) else [document]
+    try:
+        return [r.model_dump() for r in _READINGS.validate_python(items)]
+    except ValidationError:
+        return ("refused", "shape")
+
+
+def test_fast_parse_agrees_with_the_strict_path_on_hostile_and_plain_messages():
+    """Issue 9: orjson plus a shape check reads what the strict path reads, or steps aside."""
+    from sensors.models import _fast_readings
+    from tests.helpers import hostile_messages, reading_messages
+
+    messages = hostile_messages(9, 3000, ["elefsina-01", "magoula-01"], NOW_S)
+    messages += reading_messages(["elefsina-01"], 200, NOW_S)
+    extra = [
+        b'{"ts": 1, "values": {"a" : 1, "a": 2}}',  # whitespace before a duplicate's colon
+        b'{"ts": 1, "values": {"a": ":x", "b": 1}, "diag": {"a": 1}}',  # same key, two objects
+        b'{"ts": 1, "values": {"a\\": 1": 2}}',  # an escaped quote before a colon
+        b'{"ts": 123456789012345678901234567890, "values": {"a": 1}}',  # beyond 64 bits
+        b'{"ts": 1, "seq": 12345678901234567890123, "values": {"a": 1}}',
+        b'{"ts": 1e400, "values": {"a": 1}}',
+        b'{"ts": 1, "values": {"a": [1, 2]}}',
+        b'[{"ts": 1, "values": {"a": 1}}, {"ts": 2, "values": {"a": 1}, "ts": 3}]',
+    ]
+    fast_taken = 0
+    for payload in [p for _, p in messages] + extra:
+        fast = _fast_readings(payload)
+        if fast is None:
+            continue
+        fast_taken += 1
+        assert [r.model_dump() for r in fast] == _strict_readings(payload), payload
+    assert fast_taken >= 200  # the plain readings take it
+    for payload in extra:
+        if (payload.count(b'"a"') > 1 and b"diag" not in payload) or b'"ts": 3' in payload:
+            assert _fast_readings(payload) is None, payload  # duplicates: the strict path
