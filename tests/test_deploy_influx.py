@@ -247,9 +247,12 @@ def test_meltemi_up_runs_influxdb_with_auth_and_a_credential_per_service(tmp_pat
 
         assert grants(INGEST_USER) == [[DB, "ALL PRIVILEGES"]]
         assert grants(API_USER) == [[DB, "READ"]]
-        # each child runs with its own credential, the simulator with none, nobody as admin
+        # each child runs with its own credential, the simulator with none, nobody as admin; the
+        # alert engine and the rollup worker write, so they run with the ingester's
         children = _children(up.pid)
-        assert set(children) == {"ingest", "api", "simulate"}
+        assert set(children) == {"ingest", "api", "simulate", "alerts", "rollup"}
+        for writer in ("alerts", "rollup"):
+            assert children[writer]["MELTEMI_INFLUX_USERNAME"] == INGEST_USER
         assert children["ingest"]["MELTEMI_INFLUX_USERNAME"] == INGEST_USER
         assert children["ingest"]["MELTEMI_INFLUX_PASSWORD"] == creds["ingest"][1]
         assert children["api"]["MELTEMI_INFLUX_USERNAME"] == API_USER
