@@ -29,6 +29,7 @@ from api.latest_memory import LatestStore, latest_store_lifespan
 from api.limits import install_limits
 from api.live import LiveFeed, live_feed_lifespan
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.models import ERROR_RESPONSES
 from api.rollups import RollupSource
 from api.routes import (
     alerts,
@@ -131,6 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=_lifespan,
         docs_url=None,  # api.routes.docs serves /docs from vendored files (no CDN)
         redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
     app.state.settings = settings
     app.state.registry = open_registry(settings)

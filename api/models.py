@@ -6,7 +6,7 @@ plain dicts, three times cheaper to build than model instances, with the same sc
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired
+from typing import Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
@@ -17,6 +17,27 @@ from sensors.outbound import LatestEntry
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+
+class ErrorOut(_Out):
+    """Every error answer (CONTRACT §5): a sentence (or FastAPI's list of validation problems),
+    and for a 5xx the request id under which the details are logged."""
+
+    detail: str | list[dict[str, Any]]
+    request_id: str | None = None
+
+
+# The answers any route may give besides its own (documented once, for every operation).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorOut,
+        "description": "bad parameters, or more work than one request may cost",
+    },
+    404: {"model": ErrorOut, "description": "unknown station or resource"},
+    429: {"model": ErrorOut, "description": "rate limit: retry after `Retry-After` seconds"},
+    502: {"model": ErrorOut, "description": "storage refused or answered incompletely"},
+    503: {"model": ErrorOut, "description": "storage away, or no capacity: retry later"},
+}
 
 
 class HealthOut(_Out):
