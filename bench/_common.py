@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors.catalog import PARAMETERS
 
@@ -95,3 +97,30 @@ def ingester(
     return ManagedProcess(
         name, [sys.executable, "-m", "meltemi.cli", "ingest"], log_dir / f"{name}-{db}.log", env=env
     )
+
+
+def start_api(root: Path, env: dict[str, str], port: int, timeout_s: float) -> ManagedProcess:
+    """Start ``meltemi api`` as a subprocess with ``env``; return once it answers HTTP."""
+    api = ManagedProcess(
+        "api",
+        [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "api"],
+        root / "api.log",
+        env=env,
+    )
+    api.start()
+    probe = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=timeout_s)
+
+    def answers() -> bool:
+        try:
+            return probe.get("/health").status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    try:
+        api.wait_until(answers)
+    except BaseException:
+        api.stop()
+        raise
+    finally:
+        probe.close()
+    return api

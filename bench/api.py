@@ -39,7 +39,7 @@ from api.influx import query_params
 from api.influxql import InfluxQL, join_statements
 from api.queries import latest_readings, raw_readings
 from api.series import SeriesQuery, parse_rfc3339_ns, plan_series, plan_statements
-from bench._common import ALL_PARAMETERS, figure, median, p95, write_registry
+from bench._common import ALL_PARAMETERS, figure, median, p95, start_api, write_registry
 from ingest.lineproto import format_point
 from meltemi.services import InfluxDB, ManagedProcess, Mosquitto, free_port
 from sensors import schema
@@ -228,22 +228,8 @@ def main(argv: list[str]) -> int:
                 MELTEMI_API_RATE_PER_S="0",
                 MELTEMI_API_CACHE_TTL_S="0",
             )
-            api = ManagedProcess(
-                "api",
-                [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "api"],
-                root / "api.log",
-                env=env,
-            )
-            api.start()
+            api = start_api(root, env, port, timeout_s=60)
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-
-            def answers() -> bool:
-                try:
-                    return client.get("/v1/parameters").status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            api.wait_until(answers)
             # /v1/latest is served from memory once the live feed has subscribed and seeded.
             api.wait_until(lambda: client.get("/health").json().get("mqtt") is True)
             # Rollups are read only after a deep pass that started once the feed subscribed.

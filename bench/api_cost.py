@@ -30,8 +30,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import figure, median, services
-from meltemi.services import ManagedProcess, free_port
+from bench._common import figure, median, services, start_api
+from meltemi.services import free_port
 
 STATION = "bench-dense"
 DB = "bench_api_cost"
@@ -106,24 +106,10 @@ def main(argv: list[str]) -> int:
             MELTEMI_API_CACHE_TTL_S="0",
             MELTEMI_API_MAX_HEAVY_PER_CLIENT="4",
         )
-        api = ManagedProcess(
-            "api",
-            [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "api"],
-            root / "api.log",
-            env=env,
-        )
-        api.start()
+        api = start_api(root, env, port, timeout_s=60)
         try:
             base = f"http://127.0.0.1:{port}"
             client = httpx.Client(base_url=base, timeout=60)
-
-            def answers() -> bool:
-                try:
-                    return client.get("/health").status_code in (200, 503)
-                except httpx.HTTPError:
-                    return False
-
-            api.wait_until(answers)
             idle = _probe_times(client, requests)
 
             stop = threading.Event()

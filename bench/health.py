@@ -26,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import figure, median, p95, write_registry
+from bench._common import figure, median, p95, start_api, write_registry
 from bench.api import DB, STATIONS, STEP_S, load, timed
 from meltemi.services import InfluxDB, ManagedProcess, free_port
 from sensors.catalog import PARAMETERS
@@ -63,22 +63,8 @@ def main(argv: list[str]) -> int:
                 MELTEMI_API_RATE_PER_S="0",
                 MELTEMI_API_CACHE_TTL_S="0",
             )
-            api = ManagedProcess(
-                "api",
-                [sys.executable, "-m", "meltemi.cli", "--log-level", "WARNING", "api"],
-                root / "api.log",
-                env=env,
-            )
-            api.start()
+            api = start_api(root, env, port, timeout_s=60)
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
-
-            def answers() -> bool:
-                try:
-                    return client.get("/v1/parameters").status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            api.wait_until(answers)
 
             def get(path: str) -> Callable[[], object]:
                 def call() -> object:
