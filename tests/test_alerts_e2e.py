@@ -29,7 +29,7 @@ import xmlschema
 from alerts.engine import AlertEngine
 from alerts.rules import parse_rules
 from alerts.store import AlertStore
-from meltemi.services import ManagedProcess
+from meltemi.services import ManagedProcess, Mosquitto
 from sensors.alerting import AlertMessage
 from sensors.cap import CAP_NS
 from sensors.heat import discomfort_index
@@ -90,7 +90,10 @@ def _stored(settings: Settings) -> list[AlertMessage]:
 
 
 def test_heatwave_sigkill_changes_nothing(
-    settings: Settings, tmp_path: Path, ingester_factory: Callable[..., IngesterProcess]
+    settings: Settings,
+    fresh_broker: Mosquitto,
+    tmp_path: Path,
+    ingester_factory: Callable[..., IngesterProcess],
 ) -> None:
     registry = tmp_path / "stations.toml"
     registry.write_text(
@@ -98,7 +101,9 @@ def test_heatwave_sigkill_changes_nothing(
         + "\n"
         + REGISTRY.format(id=STATIONS[1], municipality="Fyli", lat=38.10)
     )
-    base = settings.model_copy(update={"stations_file": registry})
+    # A broker of its own: the simulated stations leave retained statuses behind, which every
+    # later subscriber on a shared broker would receive.
+    base = settings.model_copy(update={"stations_file": registry, "mqtt_port": fresh_broker.port})
     ingester = ingester_factory(base)
     now_s = int(time.time())
     backfill_start = now_s - BACKFILL_S
