@@ -33,7 +33,16 @@ from api.cost import SpanCache, bound_plan
 from api.cpu import SlicedResponse, run_cpu
 from api.deps import ReaderDep, StationDep
 from api.influx import StatementResult
-from api.models import AGG_SERIES_JSON, RAW_SERIES_JSON, AggPoint, AggSeriesOut, RawSeriesOut
+from api.models import (
+    AGG_POINTS_JSON,
+    AGG_SERIES_JSON,
+    RAW_POINTS_JSON,
+    RAW_SERIES_JSON,
+    AggPoint,
+    AggSeriesOut,
+    RawSeriesOut,
+    dump_series_json,
+)
 from api.rollups import RollupSource
 from api.series import SeriesPlan, SeriesQuery, at_live_edge, plan_series, plan_statements
 from api.series_run import fetch_aggregate
@@ -69,7 +78,8 @@ def _render_raw(plan: SeriesPlan, result: StatementResult) -> Response:
         "tz": plan.tz,
         "points": raw,
     }
-    return SlicedResponse(RAW_SERIES_JSON.dump_json(raw_doc), media_type="application/json")
+    body = dump_series_json(RAW_SERIES_JSON, RAW_POINTS_JSON, raw_doc)
+    return SlicedResponse(body, media_type="application/json")
 
 
 def _render_aggregate(plan: SeriesPlan, points: list[AggPoint]) -> Response:
@@ -83,7 +93,8 @@ def _render_aggregate(plan: SeriesPlan, points: list[AggPoint]) -> Response:
         "tz": plan.tz,
         "points": points,
     }
-    return SlicedResponse(AGG_SERIES_JSON.dump_json(doc), media_type="application/json")
+    body = dump_series_json(AGG_SERIES_JSON, AGG_POINTS_JSON, doc)
+    return SlicedResponse(body, media_type="application/json")
 
 
 def get_spans(request: Request) -> SpanCache:
