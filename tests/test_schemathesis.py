@@ -69,7 +69,10 @@ def test_no_operation_answers_a_server_error_or_off_its_schema(api: ApiThread, t
         "--report-junit-path",
         str(report),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # Its working directory is the test's own: schemathesis keeps a cache (.schemathesis/) there.
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     # It really exercised the API: every operation but the stream, with thousands of requests,
