@@ -224,10 +224,3 @@ class AlertStore:
         self._request(
             "POST", "/write", params={"db": self.database, "precision": "s"}, content=body
         )
-
-    def ping(self) -> bool:
-        """Return True when InfluxDB answers ``/ping``."""
-        try:
-            return self.client.get("/ping", timeout=2.0).is_success
-        except httpx.HTTPError:
-            return False

@@ -33,7 +33,6 @@ IANA: Final = "https://www.iana.org/assignments/media-types"
 DATA_LICENCE: Final = f"{EU}/licence/CC_BY_4_0"  # the operator's choice; CC BY 4.0 by default
 PUBLISHER_NAME: Final = "Meltemi climate network"
 STA_STANDARD: Final = "http://www.opengis.net/doc/is/sensorthings/1.1"
-DCAT_AP: Final = "http://data.europa.eu/r5r/"
 
 CONTEXT: Final[dict[str, Json]] = {
     "dcat": "http://www.w3.org/ns/dcat#",

@@ -270,14 +270,6 @@ class InfluxReader:
         except httpx.HTTPError as exc:
             raise StorageUnavailable(f"InfluxDB is unreachable: {type(exc).__name__}") from exc
 
-    async def ping(self) -> bool:
-        """Return True when InfluxDB answers ``/ping`` with a 2xx (1.x/2.x: 204, 3.x: 200)."""
-        try:
-            response = await self.client.get("/ping", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.is_success
-
 
 class _Statement:
     """The chunks of one statement's result, merged as they arrive."""

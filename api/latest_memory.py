@@ -72,7 +72,6 @@ class LatestStore:
         self._rendered: tuple[int, tuple[str, ...], bytes] | None = None
         self._lock = asyncio.Lock()
         self.offered = 0
-        self.replaced = 0
 
     def offer_station(self, station_id: str, row: Row) -> bool:
         """Keep ``row`` as the station's newest unless a newer one is kept; return if kept."""
@@ -87,7 +86,6 @@ class LatestStore:
                 return False  # a late reading never replaces a newer one
         self._rows[station_id] = row
         self._version += 1
-        self.replaced += 1
         return True
 
     def offer_entry(self, entry: LatestEntry) -> bool:

@@ -55,7 +55,6 @@ RAW_DEFAULT_UP_TO_NS: Final = 24 * 3600 * NS  # CONTRACT §5: raw up to 24 h, 1h
 # this many readings at most (about 35 days at 10 s), so that one request stays bounded.
 DERIVED_MAX_READINGS: Final = 300_000
 MAX_PARAMETERS: Final = 32  # the catalogue has 16 ids; more than twice that is not a request
-DERIVED_DEFAULT_AGG: Final[Aggregation] = "mean"  # derived quantities are temperatures
 # InfluxDB's time range is 1677-2262; the API serves a comfortable subset of it.
 MIN_YEAR: Final = 1900
 MAX_YEAR: Final = 2200

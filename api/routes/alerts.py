@@ -252,12 +252,6 @@ async def alert_cap(request: Request, reader: ReaderDep, alert_id: str) -> Respo
     return Response(body, media_type="application/cap+xml")
 
 
-def _atom(name: str) -> str:
-    # Unqualified names under a root that declares the Atom namespace as its default: no global
-    # ElementTree registration (which once turned CAP's default namespace into "ns0:").
-    return name
-
-
 @router.get(
     "/v1/alerts.atom",
     response_class=Response,
@@ -267,29 +261,31 @@ async def alerts_atom(request: Request, reader: ReaderDep) -> Response:
     """Return an Atom feed of the newest alert messages, each linking to its CAP document."""
     messages = await read_messages(reader, since_ns=_since_ns(None))
     newest = sorted(messages, key=lambda m: (m.sent, m.sequence), reverse=True)[:FEED_ENTRIES]
-    feed = ET.Element(_atom("feed"), xmlns=ATOM_NS)
-    ET.SubElement(feed, _atom("id")).text = f"{_base(request)}/v1/alerts.atom"
-    ET.SubElement(feed, _atom("title")).text = "Meltemi alerts (not official warnings)"
+    # Unqualified names under a root declaring Atom as its default namespace: no global
+    # ElementTree registration (which once turned CAP's default namespace into "ns0:").
+    feed = ET.Element("feed", xmlns=ATOM_NS)
+    ET.SubElement(feed, "id").text = f"{_base(request)}/v1/alerts.atom"
+    ET.SubElement(feed, "title").text = "Meltemi alerts (not official warnings)"
     updated = newest[0].sent if newest else dt.datetime.now(dt.UTC)  # RFC 4287: required
-    ET.SubElement(feed, _atom("updated")).text = cap_time(updated)
-    author = ET.SubElement(feed, _atom("author"))
-    ET.SubElement(author, _atom("name")).text = "Meltemi station network"
-    ET.SubElement(feed, _atom("link"), rel="self", href=f"{_base(request)}/v1/alerts.atom")
-    ET.SubElement(feed, _atom("link"), rel="related", href=OFFICIAL_WEB)
+    ET.SubElement(feed, "updated").text = cap_time(updated)
+    author = ET.SubElement(feed, "author")
+    ET.SubElement(author, "name").text = "Meltemi station network"
+    ET.SubElement(feed, "link", rel="self", href=f"{_base(request)}/v1/alerts.atom")
+    ET.SubElement(feed, "link", rel="related", href=OFFICIAL_WEB)
     for m in newest:
-        entry = ET.SubElement(feed, _atom("entry"))
-        ET.SubElement(entry, _atom("id")).text = f"urn:meltemi:alert:{m.identifier}"
-        ET.SubElement(entry, _atom("title")).text = f"{m.msg_type}: {m.headline.en}"
-        ET.SubElement(entry, _atom("updated")).text = cap_time(m.sent)
-        ET.SubElement(entry, _atom("published")).text = cap_time(m.sent)
-        ET.SubElement(entry, _atom("summary")).text = f"{m.headline.el} / {m.headline.en}"
+        entry = ET.SubElement(feed, "entry")
+        ET.SubElement(entry, "id").text = f"urn:meltemi:alert:{m.identifier}"
+        ET.SubElement(entry, "title").text = f"{m.msg_type}: {m.headline.en}"
+        ET.SubElement(entry, "updated").text = cap_time(m.sent)
+        ET.SubElement(entry, "published").text = cap_time(m.sent)
+        ET.SubElement(entry, "summary").text = f"{m.headline.el} / {m.headline.en}"
         ET.SubElement(
             entry,
-            _atom("link"),
+            "link",
             rel="alternate",
             type="application/cap+xml",
             href=_cap_url(request, m.identifier),
         )
-        ET.SubElement(entry, _atom("category"), term=m.severity)
+        ET.SubElement(entry, "category", term=m.severity)
     body = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return Response(body, media_type="application/atom+xml")
