@@ -320,10 +320,25 @@ class RequestLimits:
                     send, 503, "the API is busy with heavy requests; retry shortly", headers | busy
                 )
             return
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                await self.slots.release(client)
+
+        async def releasing(message: Message) -> None:
+            # The slot goes back before the last byte goes out, so a client that asks again the
+            # moment it has read an answer never finds its previous slot still taken.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await release()
+            await with_headers(message)
+
         try:
-            await self._run(scope, receive, with_headers)
+            await self._run(scope, receive, releasing)
         finally:
-            await self.slots.release(client)
+            await release()
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         cancelled, started = await run_until_disconnect(self.app, scope, receive, send)

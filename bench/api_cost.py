@@ -104,10 +104,7 @@ def main(argv: list[str]) -> int:
             MELTEMI_DATA_DIR=str(root / "var"),
             MELTEMI_API_RATE_PER_S="0",
             MELTEMI_API_CACHE_TTL_S="0",
-            # Slots are given back once the handler returns, a moment after the client has read
-            # the whole body: a thread asking again at once could find its old slot still taken.
-            MELTEMI_API_MAX_HEAVY_PER_CLIENT="8",
-            MELTEMI_API_MAX_HEAVY="8",
+            MELTEMI_API_MAX_HEAVY_PER_CLIENT="4",
         )
         api = start_api(root, env, port, timeout_s=60)
         try:
