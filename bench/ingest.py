@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -442,6 +444,9 @@ def start_consumer(
     want = int(kind[8:]) if kind[8:].isdigit() else 1
     ingester.wait_until(lambda: ingester.log_text().count("subscribed to ") >= want, 60)
     consumer.pids = lambda: process_tree(ingester.pid)  # type: ignore[method-assign]
+    spy = os.environ.get("BENCH_PYSPY")  # "py-spy:out": profile the ingester into out-DB.txt
+    if spy:
+        consumer.stop_fns.append(_profile(spy, process_tree(ingester.pid)[-1], db))
     client_ids = [f"bench-{db}-{i}" for i in range(1, want + 1)] if want > 1 else [f"bench-{db}"]
 
     def end_sessions() -> None:
@@ -453,6 +458,22 @@ def start_consumer(
     consumer.stop_fns.append(end_sessions)
     consumer.stop_fns.append(ingester.stop)
     return consumer
+
+
+def _profile(spy: str, pid: int, db: str) -> Any:
+    """Start py-spy on one process (collapsed stacks, GIL holders and idle threads apart); return
+    the function that ends it and makes it write its file."""
+    program, out = spy.split(":", 1)
+    command = [program, "record", "--format", "raw", "--rate", "200", "--pid", str(pid)]
+    if os.environ.get("BENCH_PYSPY_GIL"):
+        command.append("--gil")
+    recorder = subprocess.Popen([*command, "-o", f"{out}-{db}.txt"])
+
+    def stop() -> None:
+        recorder.send_signal(signal.SIGINT)
+        recorder.wait(60)
+
+    return stop
 
 
 def run_consumer(
