@@ -2,10 +2,13 @@
 
 Judging (parse and validate, pure and fast) runs on paho's thread inside ``on_message``; QC,
 storage and acknowledgement run on the writer thread (STYLE: nothing slow on paho's thread).
+The hand-over is a Handoff: a deque, with a wake-up only when the writer waits.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from dataclasses import dataclass
 
 from sensors.models import PayloadRefused, StatusIn, parse_status
@@ -15,9 +18,13 @@ from sensors.topics import StationId, parse_station_topic
 from sensors.validation import Limits, Refusal, Verdict, judge_readings_message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delivery:
-    """One MQTT message: its identity for the acknowledgement and what it was judged to hold."""
+    """One MQTT message: its identity for the acknowledgement and what it was judged to hold.
+
+    Not frozen: one is built per message, and a frozen dataclass's __init__ costs several
+    times more (issue 9); nothing changes one after the hand-over.
+    """
 
     mid: int
     qos: int
@@ -40,24 +47,69 @@ def judge_delivery(
     received_ns: int,
     registry: StationRegistry,
     limits: Limits,
+    dup: bool = False,
 ) -> Delivery:
     """Return the Delivery of one message; never raises for bad input."""
     parsed = parse_station_topic(topic)
     if parsed is None:
         refusal = Refusal(QuarantineReason.INVALID_TOPIC, "not stations/{id}/readings|status")
-        return Delivery(mid, qos, topic, payload, received_ns, None, Verdict(refusals=[refusal]))
+        return Delivery(
+            mid, qos, topic, payload, received_ns, None, Verdict(refusals=[refusal]), dup=dup
+        )
     station_id, kind = parsed
     if kind == "readings":
         verdict = judge_readings_message(station_id, payload, registry, received_ns, limits)
-        return Delivery(mid, qos, topic, payload, received_ns, station_id, verdict)
+        return Delivery(mid, qos, topic, payload, received_ns, station_id, verdict, dup=dup)
     try:
         status = parse_status(payload)
     except PayloadRefused as refused:
         verdict = Verdict(refusals=[Refusal(refused.reason, refused.detail)])
-        return Delivery(mid, qos, topic, payload, received_ns, station_id, verdict)
+        return Delivery(mid, qos, topic, payload, received_ns, station_id, verdict, dup=dup)
     if station_id not in registry:
         refusal = Refusal(QuarantineReason.UNKNOWN_STATION, "station not in the registry")
         return Delivery(
-            mid, qos, topic, payload, received_ns, station_id, Verdict(refusals=[refusal])
+            mid, qos, topic, payload, received_ns, station_id, Verdict(refusals=[refusal]), dup=dup
         )
-    return Delivery(mid, qos, topic, payload, received_ns, station_id, status=status)
+    return Delivery(mid, qos, topic, payload, received_ns, station_id, status=status, dup=dup)
+
+
+class Handoff:
+    """Deliveries from paho's thread to the writer, in receive order.
+
+    ``put`` is a deque append (atomic under the GIL), with an Event set only while the writer
+    waits: queue.Queue took a lock and a condition per message on both sides (issue 9). Not
+    bounded here: the broker sends at most Receive Maximum unacknowledged messages.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[Delivery] = deque()
+        self._ready = threading.Event()
+        self._waiting = False
+
+    def put(self, delivery: Delivery) -> None:
+        """Hand one delivery over (paho's thread)."""
+        self._items.append(delivery)
+        if self._waiting:
+            self._ready.set()
+
+    def pop(self) -> Delivery | None:
+        """Return the oldest delivery, or None when there is none (the writer)."""
+        try:
+            return self._items.popleft()
+        except IndexError:
+            return None
+
+    def wait(self, timeout_s: float) -> bool:
+        """Return once a delivery is there (True) or after ``timeout_s`` (False)."""
+        if self._items:
+            return True
+        self._ready.clear()
+        self._waiting = True  # put() reads this after its append: no wake-up can be lost
+        try:
+            return bool(self._items) or self._ready.wait(timeout_s) or bool(self._items)
+        finally:
+            self._waiting = False
+
+    def qsize(self) -> int:
+        """Return how many deliveries wait."""
+        return len(self._items)

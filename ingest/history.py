@@ -51,19 +51,19 @@ class StationHistories:
         self.registry = registry
         self.on_unavailable = on_unavailable  # the writer stops querying until /ping answers
         self._histories: dict[str, StationHistory] = {}
-        self._recovered: set[str] = set()
         self._coverage: dict[str, _Coverage] = {}
 
-    def get(self, station_id: str, ts_ns: int, can_query: bool) -> StationHistory:
+    def get(self, station_id: str, ts_ns: int, can_query: Callable[[], bool]) -> StationHistory:
         """Return the station's history, recovering it around ``ts_ns`` on first sight (and
-        again past its recovered window) when InfluxDB may be queried."""
+        again past its recovered window) when InfluxDB may be queried (``can_query()``, asked
+        only then: a failed recovery makes it False for the readings that follow)."""
         history = self._histories.get(station_id)
         if history is None:  # not setdefault: that built a history per reading (issue 9)
             history = self._histories[station_id] = StationHistory()
-        if not can_query:
-            return history
-        coverage = self._coverage.get(station_id)
-        if station_id not in self._recovered or (coverage is not None and ts_ns >= coverage.to_ns):
+        coverage = self._coverage.get(station_id)  # set when, and only when, recovered
+        if coverage is not None and ts_ns < coverage.to_ns:
+            return history  # recovered, and inside the recovered window: the usual case
+        if can_query():
             self._recover(station_id, ts_ns, history)
         return history
 
@@ -99,7 +99,6 @@ class StationHistories:
         previous = self._coverage.get(station_id)
         from_ns = previous.from_ns if previous is not None and low <= previous.to_ns else low
         self._coverage[station_id] = _Coverage(from_ns, high if later else END_OF_TIME_NS)
-        self._recovered.add(station_id)
 
     def _load(self, station_id: str, low_ns: int, high_ns: int, history: StationHistory) -> bool:
         """Add the station's stored values in [low_ns, high_ns) to ``history`` (one query)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import ssl
 import struct
 import threading
@@ -23,7 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.delivery import Delivery, judge_delivery
+from ingest.delivery import Delivery, Handoff, judge_delivery
 from ingest.metrics import IngestStats
 from sensors.registry import StationRegistry
 from sensors.schema import QuarantineReason
@@ -63,7 +62,7 @@ class MqttIntake:
         self,
         settings: Settings,
         registry: StationRegistry,
-        deliveries: queue.Queue[Delivery],
+        deliveries: Handoff,
         stats: IngestStats,
     ) -> None:
         self.settings = settings
@@ -312,7 +311,7 @@ def provision_session(settings: Settings, timeout_s: float = 10.0) -> bool:
     start publishing before the ingester's first connection (``meltemi up`` starts the
     simulator's back-fill right away). Returns whether the broker confirmed the subscription.
     """
-    intake = MqttIntake(settings, StationRegistry([]), queue.Queue(), IngestStats())
+    intake = MqttIntake(settings, StationRegistry([]), Handoff(), IngestStats())
     intake.accepting = False  # anything delivered now stays unacknowledged, for the ingester
     intake.start()
     try:
@@ -325,7 +324,7 @@ def end_session(settings: Settings, timeout_s: float = 10.0) -> bool:
     """End the durable session of ``settings.mqtt_client_id`` at the broker (a clean start with
     session expiry 0, then a disconnect): the broker stops queueing for it. Returns whether the
     broker accepted the connection."""
-    intake = MqttIntake(settings, StationRegistry([]), queue.Queue(), IngestStats())
+    intake = MqttIntake(settings, StationRegistry([]), Handoff(), IngestStats())
     intake.accepting = False
     connected = threading.Event()
     intake.client.on_connect = lambda _c, _u, _f, rc, _p: None if rc.is_failure else connected.set()

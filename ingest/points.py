@@ -6,11 +6,11 @@ import base64
 import hashlib
 import time
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ingest.lineproto import FieldValue, escape_key, escape_string_field, format_point
 from sensors import schema
-from sensors.qc import QcResult
+from sensors.qc import GOOD, QcResult
 from sensors.schema import QcFlag, QuarantineReason
 from sensors.validation import AcceptedReading
 
@@ -73,18 +73,63 @@ def _field_heads(parameter: str) -> tuple[str, str, str]:
 
 
 _HEADS: dict[str, tuple[str, str, str]] = {}
+# The text of a reading whose values are all good, by its parameters in order: one %-template
+# per parameter list (a station sends the same list every time). Bounded: a station may send
+# its parameters in any order.
+_GOOD_TEMPLATES: dict[tuple[str, ...], str] = {}
+_GOOD_TEMPLATES_MAX: Final = 4096
+_STATION_HEADS: dict[str, str] = {}
+_GOOD_TEXT: Final = '"' + QcFlag.GOOD.value + '"'
 
 
-def reading_line(reading: AcceptedReading, qc: Mapping[str, QcResult]) -> str:
+def all_good(qc: Mapping[str, QcResult]) -> bool:
+    """Return whether every value of a reading was judged good (the usual case)."""
+    for result in qc.values():  # noqa: SIM110  # a loop: all() with a generator costs twice as much
+        if result is not GOOD:
+            return False
+    return True
+
+
+def _good_template(parameters: tuple[str, ...]) -> str:
+    parts = []
+    for p in parameters:
+        # %-escaped keys around one %r per value
+        key = escape_key(p).replace("%", "%%")
+        qc_key = escape_key(schema.qc_field(p)).replace("%", "%%")
+        parts.append(f"{key}=%r,{qc_key}={_GOOD_TEXT},")
+    template = "".join(parts)
+    if len(_GOOD_TEMPLATES) < _GOOD_TEMPLATES_MAX:
+        _GOOD_TEMPLATES[parameters] = template
+    return template
+
+
+def reading_line(
+    reading: AcceptedReading, qc: Mapping[str, QcResult], good: bool | None = None
+) -> str:
     """Return the ``readings`` point of an accepted reading with each value's QC flag.
 
     ``{p}_check`` is written only for suspect values; readers consult it only when the flag
     says ``suspect``, so a stale check name behind a later ``good`` flag is never shown. The
     text is what ``format_point`` gives for the same fields, built from cached prefixes (the
-    values are finite floats, checked by sensors.validation).
+    values are finite floats, checked by sensors.validation); ``good`` is ``all_good(qc)`` when
+    the caller knows it.
     """
+    station_id = reading.station_id
+    head = _STATION_HEADS.get(station_id)
+    if head is None:
+        head = _READINGS_HEAD + escape_key(station_id) + " "
+        if len(_STATION_HEADS) < _GOOD_TEMPLATES_MAX:
+            _STATION_HEADS[station_id] = head
+    values = reading.values
+    if good if good is not None else all_good(qc):
+        parameters = tuple(values)
+        template = _GOOD_TEMPLATES.get(parameters) or _good_template(parameters)
+        fields = template % tuple(values.values())
+        if reading.seq is not None:
+            return f"{head}{fields}{_SEQ_HEAD[1:]}{reading.seq}i {reading.ts_ns}"
+        return f"{head}{fields[:-1]} {reading.ts_ns}"
     parts = []
-    for parameter, value in reading.values.items():
+    for parameter, value in values.items():
         heads = _HEADS.get(parameter)
         if heads is None:
             heads = _HEADS[parameter] = _field_heads(parameter)
@@ -94,8 +139,7 @@ def reading_line(reading: AcceptedReading, qc: Mapping[str, QcResult]) -> str:
             parts.append(heads[2] + escape_string_field(result.check))
     if reading.seq is not None:
         parts.append(f"{_SEQ_HEAD}{reading.seq}i")
-    fields = "".join(parts)[1:]  # without the first field's comma
-    return f"{_READINGS_HEAD}{escape_key(reading.station_id)} {fields} {reading.ts_ns}"
+    return f"{head}{''.join(parts)[1:]} {reading.ts_ns}"
 
 
 def diagnostics_line(reading: AcceptedReading) -> str | None:

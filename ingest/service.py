@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
-import queue
 import re
 import signal
 import threading
 from types import FrameType
+from typing import Final
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from ingest.delivery import Delivery
+from ingest.delivery import Handoff
 from ingest.errors import StorageUnavailable
 from ingest.influx import InfluxWriter
 from ingest.metrics import IngestStats, StatsCollector
@@ -26,6 +27,8 @@ from sensors.solar import clear_sky_ghi
 
 logger = logging.getLogger(__name__)
 
+GC_GEN0_THRESHOLD: Final = 50_000
+
 
 class Ingester:
     """One ingester: MQTT intake -> writer thread -> InfluxDB (or the spool)."""
@@ -37,11 +40,9 @@ class Ingester:
         self.influx = InfluxWriter(settings)
         safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.mqtt_client_id)
         self.spool = Spool(settings.data_dir / "spool" / safe_id)
-        # Bounded, and larger than what the broker may have in flight to us (Receive Maximum),
-        # so paho's thread never blocks on it.
-        self.deliveries: queue.Queue[Delivery] = queue.Queue(
-            maxsize=4 * settings.mqtt_receive_maximum + 100
-        )
+        # Bounded by what the broker may have in flight to us (Receive Maximum): paho's thread
+        # never blocks on it.
+        self.deliveries = Handoff()
         self.intake = MqttIntake(settings, self.registry, self.deliveries, self.stats)
         self.writer = Writer(
             deliveries=self.deliveries,
@@ -110,6 +111,21 @@ def _clear_sky() -> ClearSky:
     return clear_sky
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path (issue 9).
+
+    The objects alive at start (modules, the registry, the clients) are frozen out of every
+    collection, and the youngest generation is collected every GC_GEN0_THRESHOLD allocations
+    instead of 700: a message's objects are freed by reference counting (the hot path builds no
+    cycles), so frequent collections only re-walked what lives on, ~15 % of the CPU per reading
+    under load. Cycles are still collected, less often.
+    """
+    gc.collect()
+    gc.freeze()
+    _gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def run(settings: Settings) -> int:
     """Run the ingester until SIGINT or SIGTERM; return the exit code."""
     ingester = Ingester(settings)
@@ -126,6 +142,7 @@ def run(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    _tune_gc()
     ingester.start()
     logger.info(
         "ingesting %s into %s/%s",

@@ -16,14 +16,13 @@ stored one at its (station, ts) is quarantined as ``conflict`` (ingest.history).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ingest.delivery import Delivery
+from ingest.delivery import Delivery, Handoff
 from ingest.errors import StorageUnavailable
 from ingest.history import StationHistories, write_once
 from ingest.influx import InfluxWriter
@@ -31,6 +30,7 @@ from ingest.metrics import IngestStats
 from ingest.points import (
     Line,
     UniqueClock,
+    all_good,
     diagnostics_line,
     message_key,
     quarantine_line,
@@ -50,7 +50,7 @@ from sensors.qc import (
     HISTORY_NS,
     QcResult,
     StationHistory,
-    judge_values,
+    judge_and_record,
 )
 from sensors.quoting import influxql_identifier, influxql_string
 from sensors.registry import StationRegistry
@@ -60,6 +60,9 @@ from sensors.validation import MAX_REFUSALS_PER_MESSAGE, AcceptedReading, Refusa
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S: Final = 5.0
+# The writer lingers for more messages in naps of at most this (it checks the budget between).
+LINGER_NAP_S: Final = 0.02
+_GOOD_FLAG: Final = QcFlag.GOOD.value
 # Accepted readings re-published per message: ~300 B each, so a message stays far below the
 # broker's max_packet_size (a larger one would get the ingester disconnected).
 ENTRIES_PER_MESSAGE: Final = 200
@@ -84,10 +87,10 @@ class _Batch:
     values: int = 0
     # Keys of redelivered messages whose quarantine records are stored already.
     quarantined_before: set[str] = field(default_factory=set)
-    # Readings older than what memory holds: judged against their stored neighbours, loaded
-    # from InfluxDB once per station per batch.
-    backdated: set[tuple[str, int]] = field(default_factory=set)
-    stored: dict[str, StationHistory] = field(default_factory=dict)
+    # The history each admitted reading is judged against, in batch order (QC on): memory, or
+    # for a reading older than what memory holds, its stored neighbours loaded from InfluxDB
+    # once per station per batch.
+    histories: list[StationHistory] = field(default_factory=list)
     rate_limited: set[str] = field(default_factory=set)
 
 
@@ -101,15 +104,39 @@ class _RateWindow:
     count: int = 0
 
 
+def _entry(reading: AcceptedReading, qc: dict[str, QcResult], good: bool) -> LatestEntryData:
+    """Return the accepted-topic entry of a stored reading (sensors.outbound)."""
+    entry: LatestEntryData = {
+        "station": reading.station_id,
+        "ts": format_ts(reading.ts_ns),
+        "values": reading.values,
+        "qc": dict.fromkeys(reading.values, _GOOD_FLAG),
+        "seq": reading.seq,
+    }
+    if good:
+        return entry
+    flags: dict[str, str] = {}
+    checks: dict[str, str] = {}
+    for parameter, result in qc.items():
+        flags[parameter] = result.flag.value
+        if result.flag is QcFlag.SUSPECT:
+            checks[parameter] = result.check
+    entry["qc"] = flags
+    if checks:
+        entry["checks"] = checks
+    return entry
+
+
 def _lines_of(delivery: Delivery) -> int:
     """Return the lines a delivery will produce (batches are budgeted by lines, issue 8)."""
     verdict = delivery.verdict
     if verdict is None:
         return 1
-    lines = len(verdict.refusals) + (1 if verdict.refusals_over_cap else 0) + 1
-    for reading in verdict.readings:
-        lines += 2 if reading.diag else 1
-    return lines
+    readings = verdict.readings
+    lines = len(verdict.refusals) + (1 if verdict.refusals_over_cap else 0) + 1 + len(readings)
+    if len(readings) == 1:
+        return lines + 1 if readings[0].diag else lines
+    return lines + sum(1 for reading in readings if reading.diag)
 
 
 class Writer(threading.Thread):
@@ -118,7 +145,7 @@ class Writer(threading.Thread):
     def __init__(
         self,
         *,
-        deliveries: queue.Queue[Delivery],
+        deliveries: Handoff,
         influx: InfluxWriter,
         spool: Spool,
         registry: StationRegistry,
@@ -202,38 +229,35 @@ class Writer(threading.Thread):
 
     def _collect(self) -> _Batch:
         batch = _Batch()
-        try:
-            # While a spool is draining, do not idle between turns.
-            draining = self.store.draining()
-            first = self.deliveries.get(timeout=0.0 if draining else 0.1)
-
-        except queue.Empty:
+        deliveries = self.deliveries
+        # While a spool is draining, do not idle between turns.
+        if not deliveries.wait(0.0 if self.store.draining() else 0.1):
             return batch
-        batch.deliveries.append(first)
         deadline = time.monotonic() + self.linger_s
-        size = _lines_of(first)
-        while size < self.batch_max:
-            try:
-                remaining = deadline - time.monotonic()
-                item = (
-                    self.deliveries.get(timeout=remaining)
-                    if remaining > 0
-                    else self.deliveries.get_nowait()
-                )
-            except queue.Empty:
-                break
-            batch.deliveries.append(item)
-            size += _lines_of(item)
-        return batch
+        size = 0
+        while True:
+            item = deliveries.pop()
+            while item is not None:
+                batch.deliveries.append(item)
+                size += _lines_of(item)
+                if size >= self.batch_max:
+                    return batch
+                item = deliveries.pop()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return batch
+            # Linger by sleeping, not by waking up for each message that arrives meanwhile.
+            time.sleep(min(remaining, LINGER_NAP_S))
 
     def _handle(self, batch: _Batch) -> None:
         admitted = [self._admit(delivery, batch) for delivery in batch.deliveries]
         self._find_quarantined_before(batch)
         if self.qc_enabled:
-            self._load_backdated(batch, admitted)
+            self._find_histories(batch, admitted)
+        histories = iter(batch.histories)
         for delivery, admit in zip(batch.deliveries, admitted, strict=True):
             if admit:
-                self._prepare(delivery, batch)
+                self._prepare(delivery, batch, histories)
         self._rate_records(batch)
         if batch.lines:
             self.store.store(batch.lines)
@@ -248,7 +272,9 @@ class Writer(threading.Thread):
                     self.publish(station_id, encode_entries(chunk))
 
     # -- judging -------------------------------------------------------------------------------
-    def _prepare(self, delivery: Delivery, batch: _Batch) -> None:
+    def _prepare(
+        self, delivery: Delivery, batch: _Batch, histories: Iterator[StationHistory]
+    ) -> None:
         if delivery.status is not None and delivery.station_id is not None:
             line = status_line(
                 delivery.station_id,
@@ -262,46 +288,41 @@ class Writer(threading.Thread):
         if verdict is None:
             return
         conflicts: list[Refusal] = []
+        lines = batch.lines
+        publish = self.publish is not None
         for accepted in verdict.readings:
-            history = self._history_of(accepted, batch) if self.qc_enabled else None
-            reading = accepted if history is None else write_once(accepted, history, conflicts)
-            if reading is None:
-                continue
-            qc = self._judge_qc(reading, history)
+            if self.qc_enabled:
+                history = next(histories)
+                reading = write_once(accepted, history, conflicts)
+                if reading is None:
+                    continue
+                qc = self._judge_qc(reading, history)
+            else:
+                reading, qc = accepted, dict.fromkeys(accepted.values, GOOD)
             station_id = reading.station_id
-            batch.lines.append(Line(reading_line(reading, qc), station_id, 1, len(reading.values)))
+            values = reading.values
+            good = all_good(qc)
+            lines.append(Line(reading_line(reading, qc, good), station_id, 1, len(values)))
             diag = diagnostics_line(reading)
             if diag is not None:
-                batch.lines.append(Line(diag, station_id))
+                lines.append(Line(diag, station_id))
             batch.readings += 1
-            batch.values += len(reading.values)
+            batch.values += len(values)
             if reading.seq is not None:
-                self.seq.observe(reading.station_id, reading.seq)
-            if self.publish is not None:
-                flags: dict[str, str] = {}
-                checks: dict[str, str] = {}
-                for parameter, result in qc.items():
-                    flags[parameter] = result.flag  # a StrEnum: orjson writes its value
-                    if result.flag is QcFlag.SUSPECT:
-                        checks[parameter] = result.check
-                entry: LatestEntryData = {
-                    "station": station_id,
-                    "ts": format_ts(reading.ts_ns),
-                    "values": reading.values,
-                    "qc": flags,
-                    "seq": reading.seq,
-                }
-                if checks:
-                    entry["checks"] = checks
+                self.seq.observe(station_id, reading.seq)
+            if publish:
                 entries = batch.entries.get(station_id)
                 if entries is None:
                     entries = batch.entries[station_id] = []
-                entries.append(entry)
+                entries.append(_entry(reading, qc, good))
 
         self.stats.seq_gaps = self.seq.gaps_total
         self.stats.seq_missing = self.seq.missing
         self.stats.duplicates_seen = self.seq.duplicates
-        self._quarantine(delivery, verdict.refusals + conflicts, verdict.refusals_over_cap, batch)
+        if verdict.refusals or verdict.refusals_over_cap or conflicts:
+            self._quarantine(
+                delivery, verdict.refusals + conflicts, verdict.refusals_over_cap, batch
+            )
 
     def _quarantine(
         self, delivery: Delivery, refusals: list[Refusal], over_cap: int, batch: _Batch
@@ -446,47 +467,42 @@ class Writer(threading.Thread):
                 batch.quarantined_before.update(str(row[1]) for row in serie["values"])
 
     # -- write-once history and back-dated QC ----------------------------------------------------
-    def _history_of(self, reading: AcceptedReading, batch: _Batch) -> StationHistory:
-        """Return the history a reading is judged against: memory, or its stored neighbours."""
-        if (reading.station_id, reading.ts_ns) in batch.backdated:
-            return batch.stored[reading.station_id]
-        return self._history(reading.station_id, reading.ts_ns)
-
-    def _history(self, station_id: str, ts_ns: int) -> StationHistory:
-        return self.histories.get(station_id, ts_ns, self.store.can_query())
-
-    def _load_backdated(self, batch: _Batch, admitted: list[bool]) -> None:
-        """Load, with one query per station, the stored neighbours of readings older than what
-        memory holds (a back-dated reading is QC-checked against them, not passed as good)."""
+    def _find_histories(self, batch: _Batch, admitted: list[bool]) -> None:
+        """Find the history each admitted reading is judged against (batch.histories, in
+        order): memory, recovered from InfluxDB on a station's first sight; for a reading older
+        than what memory holds, its stored neighbours, loaded with one query per station (a
+        back-dated reading is QC-checked against them, not passed as good)."""
+        histories = batch.histories
+        get, is_backdated = self.histories.get, self.histories.is_backdated
+        can_query = self.store.can_query
         spans: dict[str, tuple[int, int]] = {}
+        backdated: dict[str, list[int]] = {}
         for delivery, admit in zip(batch.deliveries, admitted, strict=True):
             if not admit or delivery.verdict is None:
                 continue
             for reading in delivery.verdict.readings:
                 station, ts_ns = reading.station_id, reading.ts_ns
-                # Recovers the station's history on first sight (and past its recovered window).
-                history = self._history(station, ts_ns)
-                if not self.histories.is_backdated(station, ts_ns, history):
-                    continue
-                batch.backdated.add((station, ts_ns))
-                low, high = spans.get(station, (ts_ns, ts_ns))
-                spans[station] = (min(low, ts_ns), max(high, ts_ns))
+                history = get(station, ts_ns, can_query)
+                if is_backdated(station, ts_ns, history):
+                    backdated.setdefault(station, []).append(len(histories))
+                    low, high = spans.get(station, (ts_ns, ts_ns))
+                    spans[station] = (min(low, ts_ns), max(high, ts_ns))
+                histories.append(history)
         for station_id, (low, high) in spans.items():
-            batch.stored[station_id] = self.histories.stored(station_id, low - HISTORY_NS, high + 1)
+            stored = self.histories.stored(station_id, low - HISTORY_NS, high + 1)
+            for index in backdated[station_id]:
+                histories[index] = stored
 
-    def _judge_qc(
-        self, reading: AcceptedReading, history: StationHistory | None
-    ) -> dict[str, QcResult]:
-        station_id, ts_ns, values = reading.station_id, reading.ts_ns, reading.values
-        if history is None:
-            return dict.fromkeys(values, GOOD)
+    def _judge_qc(self, reading: AcceptedReading, history: StationHistory) -> dict[str, QcResult]:
+        values = reading.values
         clear_sky_max = None
-        station = self.registry.get(station_id)
-        if self.clear_sky is not None and station is not None and "solar_radiation" in values:
-            clear_sky_max = self.clear_sky(station.lat, station.lon, station.elevation_m, ts_ns)
-        results = judge_values(ts_ns, values, history, clear_sky_max)
-        history.add(ts_ns, values)
-        return results
+        if self.clear_sky is not None and "solar_radiation" in values:
+            station = self.registry.get(reading.station_id)
+            if station is not None:
+                clear_sky_max = self.clear_sky(
+                    station.lat, station.lon, station.elevation_m, reading.ts_ns
+                )
+        return judge_and_record(reading.ts_ns, values, history, clear_sky_max)
 
     def _count_quarantine(self) -> None:
         """Refresh the quarantine's size figure (one count query, every few tens of seconds)."""

@@ -7,7 +7,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, NamedTuple
 
 import orjson
 from pydantic import (
@@ -119,45 +119,34 @@ def _first_error(exc: ValidationError) -> str:
 
 # A quote followed by JSON whitespace and a colon. Every key's closing quote is one; other
 # matches (a string that starts with a colon, an escaped quote before a colon) only add. So a
-# parsed document with as many keys as the text has matches lost none to a duplicate.
+# parsed document with as many keys as the text has matches lost none to a duplicate, and held
+# no nested object with keys either (those are not counted below).
 _KEY_END: Final = re.compile(rb'"[ \t\n\r]*:')
-# 19 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float and json as
-# an int. Such (rare) messages take the strict path.
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
-_SCALAR_TYPES: Final = (float, int, str, bool, type(None))
 _READING_KEYS: Final = frozenset(("ts", "seq", "values", "diag"))
 _I64_MAX: Final = 2**63 - 1
 
 
-def _count_keys(document: object) -> int:
-    """Return how many keys the objects in a parsed document hold, nested ones included."""
-    count = 0
-    stack = [document]
-    while stack:
-        node = stack.pop()
-        if type(node) is dict:
-            count += len(node)
-            stack.extend(v for v in node.values() if type(v) is dict or type(v) is list)
-        elif type(node) is list:
-            stack.extend(v for v in node if type(v) is dict or type(v) is list)
-    return count
+class PlainReading(NamedTuple):
+    """One reading as parsed, before judging: ``values`` and ``diag`` hold JSON values as sent
+    (each is judged on its own by sensors.validation)."""
+
+    ts: int | float | str
+    seq: int | None
+    values: dict[str, object]
+    diag: dict[str, object] | None
 
 
-def _plain_scalars(mapping: object, max_entries: int, min_entries: int) -> bool:
-    if type(mapping) is not dict or not min_entries <= len(mapping) <= max_entries:
-        return False
-    return all(type(v) in _SCALAR_TYPES for v in mapping.values())
-
-
-def _plain_reading(item: object) -> ReadingIn | None:
-    """Return the reading when it has the plain shape ReadingIn accepts unchanged (scalar
-    values, an in-range integer seq, a finite or integer or string ts, known keys); None for
-    anything else, which pydantic then judges (and words its refusal) as before."""
+def _plain_reading(item: object) -> PlainReading | None:
+    """Return the reading when it has the plain shape ReadingIn accepts unchanged (an in-range
+    integer seq, a finite or integer or string ts within 64 bits, known keys, objects of
+    values and diagnostics within their caps); None for anything else, which pydantic then
+    judges (and words its refusal) as before. Nested objects are caught by the key count."""
     if type(item) is not dict or "ts" not in item or not item.keys() <= _READING_KEYS:
         return None
     ts = item["ts"]
     if type(ts) is float:
-        if not math.isfinite(ts):
+        # orjson reads an integer beyond 64 bits as a float, json as an int: the strict path.
+        if not -_I64_MAX <= ts <= _I64_MAX:  # NaN fails this too
             return None
     elif type(ts) is int:
         if not -_I64_MAX <= ts <= _I64_MAX:
@@ -168,47 +157,54 @@ def _plain_reading(item: object) -> ReadingIn | None:
     if seq is not None and (type(seq) is not int or not 0 <= seq <= _I64_MAX):
         return None
     values = item.get("values")
-    if type(values) is not dict or not _plain_scalars(values, MAX_VALUES_PER_READING, 1):
+    if type(values) is not dict or not 1 <= len(values) <= MAX_VALUES_PER_READING:
         return None
     diag = item.get("diag")
-    if diag is not None and not _plain_scalars(diag, MAX_DIAG_PER_READING, 0):
+    if diag is not None and (type(diag) is not dict or len(diag) > MAX_DIAG_PER_READING):
         return None
-    return ReadingIn.model_construct(set(item), ts=ts, seq=seq, values=values, diag=diag)
+    return PlainReading(ts, seq, values, diag)
 
 
-def _fast_readings(payload: bytes) -> list[ReadingIn] | None:
+def _keys_of(reading: PlainReading, item: dict[str, object]) -> int:
+    return len(item) + len(reading.values) + (len(reading.diag) if reading.diag else 0)
+
+
+def _fast_readings(payload: bytes) -> list[PlainReading] | None:
     """Return the readings of a plain, well-formed message parsed by orjson; None when the
-    message needs the strict path (any error, a duplicate key, NaN, a long number, an
-    unusual shape), which then gives exactly the verdict and wording it always gave.
+    message needs the strict path (any error, a duplicate key, NaN, a nested object, an
+    integer beyond 64 bits, an unusual shape), which then gives exactly the verdict and
+    wording it always gave.
 
     Issue 9: json.loads with a Python hook per object and pydantic's union of JSON values
-    cost ~26 µs per single-reading message; this path ~5. orjson keeps the last of
-    duplicate keys, so they are ruled out by counting (_KEY_END).
+    cost ~26 µs per single-reading message; this path ~2. orjson keeps the last of duplicate
+    keys, so they are ruled out by counting (_KEY_END); it refuses NaN and numbers beyond the
+    double range, which the strict path words.
     """
-    if _LONG_DIGITS.search(payload) is not None:
-        return None
     try:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
     if type(document) is dict:
-        items: list[object] = [document]
-    elif type(document) is list and 1 <= len(document) <= MAX_READINGS_PER_MESSAGE:
-        items = document
-    else:
+        reading = _plain_reading(document)
+        if reading is None or _keys_of(reading, document) != len(_KEY_END.findall(payload)):
+            return None
+        return [reading]
+    if type(document) is not list or not 1 <= len(document) <= MAX_READINGS_PER_MESSAGE:
         return None
-    if _count_keys(document) != len(_KEY_END.findall(payload)):
-        return None  # maybe a duplicate key (orjson keeps the last): the strict path decides
     readings = []
-    for item in items:
+    keys = 0
+    for item in document:
         reading = _plain_reading(item)
         if reading is None:
             return None
+        keys += _keys_of(reading, item)
         readings.append(reading)
+    if keys != len(_KEY_END.findall(payload)):
+        return None  # maybe a duplicate key (orjson keeps the last): the strict path decides
     return readings
 
 
-def parse_readings(payload: bytes) -> list[ReadingIn]:
+def parse_readings(payload: bytes) -> list[PlainReading]:
     """Return the readings of a readings message; raise PayloadRefused for the whole message."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PayloadRefused(
@@ -232,9 +228,13 @@ def parse_readings(payload: bytes) -> list[ReadingIn]:
     else:
         raise PayloadRefused(QuarantineReason.INVALID_SHAPE, "not an object or an array")
     try:
-        return _READINGS.validate_python(items)
+        validated = _READINGS.validate_python(items)
     except ValidationError as exc:
         raise PayloadRefused(QuarantineReason.INVALID_SHAPE, _first_error(exc)) from exc
+    return [
+        PlainReading(r.ts, r.seq, dict(r.values), None if r.diag is None else dict(r.diag))
+        for r in validated
+    ]
 
 
 def parse_status(payload: bytes) -> StatusIn:

@@ -72,18 +72,41 @@ class _Series:
     # stations at a 10 s cadence is 2.6 M values; issue 9 measured the ingester's RSS).
     ts: array[int] = field(default_factory=_ts_array)
     values: array[float] = field(default_factory=_values_array)
+    # The newest entry, and when the run of values equal to it began (the earliest entry held
+    # of that run): what a reading newer than everything held is judged against, in O(1).
+    last_ts: int = -(2**63)
+    last_value: float = math.nan
+    run_from_ns: int = -(2**63)
 
     def add(self, ts_ns: int, value: float) -> None:
-        if not self.ts or ts_ns > self.ts[-1]:  # live traffic: in time order
-            self.ts.append(ts_ns)
-            self.values.append(value)
+        if ts_ns > self.last_ts:  # live traffic: in time order
+            self.append(ts_ns, value)
             return
         index = bisect.bisect_left(self.ts, ts_ns)
         if index < len(self.ts) and self.ts[index] == ts_ns:
             self.values[index] = value
-            return
-        self.ts.insert(index, ts_ns)
-        self.values.insert(index, value)
+        else:
+            self.ts.insert(index, ts_ns)
+            self.values.insert(index, value)
+        self._rescan()
+
+    def append(self, ts_ns: int, value: float) -> None:
+        """Add an entry newer than every held one (the caller checked ``ts_ns > last_ts``)."""
+        self.ts.append(ts_ns)
+        self.values.append(value)
+        if value != self.last_value:
+            self.run_from_ns = ts_ns
+        self.last_ts = ts_ns
+        self.last_value = value
+
+    def _rescan(self) -> None:
+        """Recompute the newest entry and its run after an insertion in the past (rare)."""
+        ts, values = self.ts, self.values
+        self.last_ts, self.last_value = ts[-1], values[-1]
+        index = len(values) - 1
+        while index > 0 and values[index - 1] == self.last_value:
+            index -= 1
+        self.run_from_ns = ts[index]
 
     def trim(self, before_ns: int) -> None:
         # Trim in steps of TRIM_SLACK_NS, not on every add: one comparison per reading.
@@ -92,6 +115,8 @@ class _Series:
         cut = bisect.bisect_left(self.ts, before_ns)
         del self.ts[:cut]
         del self.values[:cut]
+        if self.ts and self.run_from_ns < self.ts[0]:
+            self.run_from_ns = self.ts[0]
 
 
 @dataclass(slots=True)
@@ -113,7 +138,7 @@ class StationHistory:
             if serie is None:  # not setdefault: that built a _Series per value (issue 9 profile)
                 serie = series[parameter] = _Series()
             serie.add(ts_ns, value)
-            serie.trim(serie.ts[-1] - HISTORY_NS)
+            serie.trim(serie.last_ts - HISTORY_NS)
 
     def value_at(self, parameter: str, ts_ns: int) -> float | None:
         """Return the value recorded for ``parameter`` at exactly ``ts_ns``, if any."""
@@ -131,6 +156,89 @@ class StationHistory:
         if serie is None:
             return (), (), 0
         return serie.ts, serie.values, bisect.bisect_left(serie.ts, ts_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    max_step_per_min: float | None
+    persistence_ns: float | None
+    persistence_exempt: tuple[float, ...]
+
+
+# The temporal limits of each catalogue parameter, looked up once per value.
+_LIMITS: Final = {
+    p: _Limits(
+        spec.max_step_per_min,
+        None if spec.persistence_min is None else spec.persistence_min * NS_PER_MIN,
+        spec.persistence_exempt,
+    )
+    for p, spec in CATALOG.items()
+}
+_STEP: Final = QcResult(QcFlag.SUSPECT, "step")
+_PERSISTENCE: Final = QcResult(QcFlag.SUSPECT, "persistence")
+
+
+def judge_and_record(
+    ts_ns: int,
+    values: Mapping[str, float],
+    history: StationHistory,
+    clear_sky_max: float | None = None,
+) -> dict[str, QcResult]:
+    """Return ``judge_values(ts_ns, values, history, clear_sky_max)``, then record the reading
+    in ``history`` (``history.add``): the ingester's path, one pass per value.
+
+    A value newer than every one held of its parameter (live traffic) is judged in O(1) from
+    the newest entry and the start of its run of equal values; an older one takes the general
+    path. Both give what judge_values gives (tests/test_qc.py compares them).
+    """
+    results: dict[str, QcResult] = {}
+    series = history.series
+    oldest_ns = ts_ns - HISTORY_NS
+    for parameter, value in values.items():
+        serie = series.get(parameter)
+        if serie is None:
+            serie = series[parameter] = _Series()
+            serie.append(ts_ns, value)
+            results[parameter] = GOOD
+            continue
+        last_ts = serie.last_ts
+        if ts_ns <= last_ts:
+            results[parameter] = _judge_temporal(parameter, value, ts_ns, history)
+            serie.add(ts_ns, value)
+            serie.trim(serie.last_ts - HISTORY_NS)
+            continue
+        result = GOOD
+        limits = _LIMITS[parameter]
+        elapsed_ns = ts_ns - last_ts
+        if limits.max_step_per_min is not None and elapsed_ns <= STEP_WINDOW_NS:
+            minutes = elapsed_ns / NS_PER_MIN if elapsed_ns > NS_PER_MIN else 1.0
+            if abs(value - serie.last_value) > limits.max_step_per_min * minutes + 1e-9:
+                result = _STEP
+        if (
+            result is GOOD
+            and value == serie.last_value
+            and limits.persistence_ns is not None
+            and value not in limits.persistence_exempt
+        ):
+            run_from_ns = serie.run_from_ns
+            if run_from_ns < oldest_ns:  # the run began before what a restart recovers
+                run_from_ns = (
+                    serie.ts[bisect.bisect_left(serie.ts, oldest_ns)]
+                    if last_ts >= oldest_ns
+                    else ts_ns  # nothing of the run is recent enough to count
+                )
+            if ts_ns - run_from_ns > limits.persistence_ns:
+                result = _PERSISTENCE
+        results[parameter] = result
+        serie.append(ts_ns, value)
+        if serie.ts[0] < oldest_ns - TRIM_SLACK_NS:
+            serie.trim(oldest_ns)
+    if ts_ns > history.latest_ns:
+        history.latest_ns = ts_ns
+    for parameter, check in _consistency(values, clear_sky_max):
+        if results.get(parameter, GOOD).flag is QcFlag.GOOD:
+            results[parameter] = QcResult(QcFlag.SUSPECT, check)
+    return results
 
 
 def judge_values(

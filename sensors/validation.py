@@ -10,10 +10,17 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 from sensors.catalog import CATALOG
-from sensors.models import PayloadRefused, ReadingIn, TsOutOfRange, parse_readings, parse_ts_ns
+from sensors.models import (
+    TS_MAX_ABS_S,
+    PayloadRefused,
+    PlainReading,
+    TsOutOfRange,
+    parse_readings,
+    parse_ts_ns,
+)
 from sensors.registry import StationRegistry
 from sensors.schema import QuarantineReason
 from sensors.topics import StationId
@@ -42,9 +49,9 @@ class Refusal:
     slot: str = "r"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AcceptedReading:
-    """A reading's accepted values, before QC."""
+    """A reading's accepted values, before QC (not frozen: built once per reading, issue 9)."""
 
     station_id: StationId
     ts_ns: int
@@ -100,36 +107,70 @@ def judge_readings_message(
         return verdict
     verdict.readings_received = len(readings)
     station = registry.get(station_id)
-    for reading in readings:
-        seq = reading.seq
-        if station is None:
+    if station is None:
+        for reading in readings:
             verdict.refuse(
-                Refusal(QuarantineReason.UNKNOWN_STATION, "station not in the registry", seq=seq)
+                Refusal(
+                    QuarantineReason.UNKNOWN_STATION,
+                    "station not in the registry",
+                    seq=reading.seq,
+                )
             )
-            continue
-        ts_ns, refusal = _judge_ts(reading, received_ns, limits)
+        return verdict
+    bounds = _bounds_of(station.parameters)
+    newest_ns = received_ns + int(limits.future_tolerance_s * NS_PER_S)
+    oldest_ns = received_ns - int(limits.backfill_horizon_s * NS_PER_S)
+    accepted = verdict.readings
+    for reading in readings:
+        ts = reading.ts
+        if type(ts) is int and -TS_MAX_ABS_S <= ts <= TS_MAX_ABS_S:  # the usual epoch seconds
+            ts_ns = ts * NS_PER_S
+            refusal = (
+                None if oldest_ns <= ts_ns <= newest_ns else _refuse_ts(ts_ns, reading, received_ns)
+            )
+        else:
+            ts_ns, refusal = _judge_ts(reading, received_ns, limits)
         if refusal is not None:
             verdict.refuse(refusal)
             continue
-        values: dict[str, float] = {}
-        bounds = _bounds_of(station.parameters)
-        for index, (parameter, raw) in enumerate(reading.values.items()):
-            # Fast path (issue 9): a float of a registered parameter inside its range is
-            # finite and accepted as is; anything else takes _judge_value for its verdict.
+        # The parsed values: all floats once the loop below found nothing to refuse.
+        values = cast(dict[str, float], reading.values)
+        # Fast path (issue 9): when every value is a float of a registered parameter inside its
+        # range (finite, then), the parsed object is accepted as it is, without a copy.
+        for parameter, raw in values.items():
             low_high = bounds.get(parameter)
-            if low_high is not None and type(raw) is float and low_high[0] <= raw <= low_high[1]:
-                values[parameter] = raw
-                continue
-            value, problem = _judge_value(parameter, raw, station.parameters)
-            if problem is None:
-                values[parameter] = value
-            else:
-                reason, detail = problem
-                verdict.refuse(Refusal(reason, detail, parameter[:100], ts_ns, seq, f"v{index}"))
-        diag = _judge_diag(reading, ts_ns, verdict)
+            if low_high is None or type(raw) is not float or not low_high[0] <= raw <= low_high[1]:
+                values = _judge_values(reading, bounds, station.parameters, ts_ns, verdict)
+                break
+        diag = _judge_diag(reading, ts_ns, verdict) if reading.diag else {}
         if values:
-            verdict.readings.append(AcceptedReading(station_id, ts_ns, seq, values, diag))
+            accepted.append(AcceptedReading(station_id, ts_ns, reading.seq, values, diag))
     return verdict
+
+
+def _judge_values(
+    reading: PlainReading,
+    bounds: dict[str, tuple[float, float]],
+    registered: tuple[str, ...],
+    ts_ns: int,
+    verdict: Verdict,
+) -> dict[str, float]:
+    """Return a reading's accepted values, refusing the others one by one."""
+    values: dict[str, float] = {}
+    for index, (parameter, raw) in enumerate(reading.values.items()):
+        low_high = bounds.get(parameter)
+        if low_high is not None and type(raw) is float and low_high[0] <= raw <= low_high[1]:
+            values[parameter] = raw
+            continue
+        value, problem = _judge_value(parameter, raw, registered)
+        if problem is None:
+            values[parameter] = value
+        else:
+            reason, detail = problem
+            verdict.refuse(
+                Refusal(reason, detail, parameter[:100], ts_ns, reading.seq, f"v{index}")
+            )
+    return values
 
 
 @functools.lru_cache(maxsize=1024)  # one entry per distinct parameter list in the registry
@@ -138,7 +179,9 @@ def _bounds_of(registered: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     return {p: (CATALOG[p].min, CATALOG[p].max) for p in registered if p in CATALOG}
 
 
-def _judge_ts(reading: ReadingIn, received_ns: int, limits: Limits) -> tuple[int, Refusal | None]:
+def _judge_ts(
+    reading: PlainReading, received_ns: int, limits: Limits
+) -> tuple[int, Refusal | None]:
     try:
         ts_ns = parse_ts_ns(reading.ts)
     except TsOutOfRange as exc:
@@ -147,14 +190,21 @@ def _judge_ts(reading: ReadingIn, received_ns: int, limits: Limits) -> tuple[int
     except (ValueError, OverflowError) as exc:
         return 0, Refusal(QuarantineReason.INVALID_SHAPE, f"ts: {exc}"[:200], seq=reading.seq)
     if ts_ns > received_ns + int(limits.future_tolerance_s * NS_PER_S):
+        return 0, _refuse_ts(ts_ns, reading, received_ns)
+    if ts_ns < received_ns - int(limits.backfill_horizon_s * NS_PER_S):
+        return 0, _refuse_ts(ts_ns, reading, received_ns)
+    return ts_ns, None
+
+
+def _refuse_ts(ts_ns: int, reading: PlainReading, received_ns: int) -> Refusal:
+    """Return the refusal of a reading whose ts is outside the accepted window."""
+    if ts_ns > received_ns:
         ahead_s = (ts_ns - received_ns) / NS_PER_S
         detail = f"ts {ahead_s:.0f} s ahead of the receive time" if ahead_s < 1e12 else "ts ahead"
-        return 0, Refusal(QuarantineReason.TS_IN_FUTURE, detail, seq=reading.seq)
-    if ts_ns < received_ns - int(limits.backfill_horizon_s * NS_PER_S):
-        behind_d = (received_ns - ts_ns) / NS_PER_S / 86_400
-        detail = f"ts {behind_d:.1f} days old" if behind_d < 1e9 else "ts too old"
-        return 0, Refusal(QuarantineReason.TS_TOO_OLD, detail, seq=reading.seq)
-    return ts_ns, None
+        return Refusal(QuarantineReason.TS_IN_FUTURE, detail, seq=reading.seq)
+    behind_d = (received_ns - ts_ns) / NS_PER_S / 86_400
+    detail = f"ts {behind_d:.1f} days old" if behind_d < 1e9 else "ts too old"
+    return Refusal(QuarantineReason.TS_TOO_OLD, detail, seq=reading.seq)
 
 
 def _judge_value(
@@ -181,7 +231,7 @@ def _judge_value(
     return value, None
 
 
-def _judge_diag(reading: ReadingIn, ts_ns: int, verdict: Verdict) -> dict[str, float]:
+def _judge_diag(reading: PlainReading, ts_ns: int, verdict: Verdict) -> dict[str, float]:
     diag: dict[str, float] = {}
     for index, (key, raw) in enumerate((reading.diag or {}).items()):
         problem: tuple[QuarantineReason, str] | None = None

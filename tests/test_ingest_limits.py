@@ -370,9 +370,7 @@ def test_a_redelivery_is_idempotent_in_the_quarantine(settings, tmp_path):
     """The broker redelivers (DUP) a message whose acknowledgement was lost: its quarantine
     records are not written twice. The same bytes delivered anew (no DUP) are a distinct
     delivery and get records of their own."""
-    import queue
-
-    from ingest.delivery import Delivery, judge_delivery
+    from ingest.delivery import Delivery, Handoff, judge_delivery
     from ingest.influx import InfluxWriter
     from ingest.metrics import IngestStats
     from ingest.spool import Spool
@@ -382,7 +380,7 @@ def test_a_redelivery_is_idempotent_in_the_quarantine(settings, tmp_path):
     registry = load_registry()
     influx = InfluxWriter(settings)
     influx.ensure_quarantine_rp(settings.quarantine_retention_days)
-    deliveries: queue.Queue[Delivery] = queue.Queue()
+    deliveries = Handoff()
     acked: list[int] = []
     stats = IngestStats()
     spool = Spool(tmp_path / "spool")

@@ -120,3 +120,44 @@ def test_property_any_text_round_trips_in_string_fields(influx, strings):
     assert _readback(influx.url, db, "p", "s") == strings
     keys = influx_query(influx.url, db, 'SHOW TAG KEYS FROM "p"')
     assert keys[0]["values"] == [["k"]]  # no injected tag
+
+
+_QC_VALUES = st.dictionaries(
+    st.sampled_from(["air_temperature", "relative_humidity", "wind_speed", "pm2_5", "odd%r name"]),
+    st.tuples(
+        st.floats(allow_nan=False, allow_infinity=False, width=64),
+        st.sampled_from(["good", "step", "persistence", "dew_point_above_temperature"]),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_QC_VALUES, st.none() | st.integers(0, 2**63 - 1), st.sampled_from(["a-1", "b,2 x"]))
+def test_reading_line_is_the_point_format_point_writes(judged, seq, station_id):
+    """Issue 9: the reading line's fast templates (all good) and its general path (any
+    suspect) write exactly what the generic line-protocol writer writes for the same fields."""
+    from ingest.points import reading_line
+    from sensors.qc import GOOD, QcResult
+    from sensors.schema import QcFlag
+    from sensors.validation import AcceptedReading
+
+    values = {p: v for p, (v, _) in judged.items()}
+    qc = {
+        p: GOOD if check == "good" else QcResult(QcFlag.SUSPECT, check)
+        for p, (_, check) in judged.items()
+    }
+    ts_ns = 1_795_000_000_123_456_789
+    fields: dict[str, float | int | str] = {}
+    for parameter, value in values.items():
+        fields[parameter] = value
+        fields[f"{parameter}_qc"] = qc[parameter].flag.value
+        if qc[parameter] is not GOOD:
+            fields[f"{parameter}_check"] = qc[parameter].check
+    if seq is not None:
+        fields["seq"] = seq
+    expected = format_point("readings", {"station": station_id}, fields, ts_ns)
+    reading = AcceptedReading(station_id, ts_ns, seq, values)
+    assert reading_line(reading, qc) == expected
+    assert reading_line(reading, qc) == expected  # the second time from the cached template

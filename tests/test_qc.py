@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sensors.catalog import CATALOG
 from sensors.qc import (
@@ -13,6 +15,7 @@ from sensors.qc import (
     RAIN_MIN_RH,
     StationHistory,
     dew_point_c,
+    judge_and_record,
     judge_values,
 )
 from sensors.schema import QcFlag
@@ -249,3 +252,38 @@ def test_radiation_check_uses_the_clear_sky_value_of_the_place_and_time():
             ts, {"solar_radiation": 900.0}, StationHistory(), clear_sky(lat, lon, 12, ts)
         )
         assert result["solar_radiation"].flag is flag
+
+
+# A stream of readings: time steps from a second to eight hours, some backwards or repeated (a
+# back-fill, a redelivery), values from a small set so that runs of equal values form, on a
+# parameter with a step and a persistence limit, one exempt at 100 % and one exempt at 0.
+_STEPS = st.sampled_from([0, 1, 10, 60, 61, 300, 600, 601, 3600, 7200, 30_000, -1, -60, -3600])
+_READING = st.tuples(
+    _STEPS,
+    st.sampled_from([10.0, 10.5, 12.0, 20.0]),
+    st.sampled_from([55.0, 100.0]),
+    st.sampled_from([0.0, 0.2]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_READING, min_size=1, max_size=400))
+def test_judge_and_record_gives_what_judge_values_then_add_gives(stream):
+    """Issue 9: the ingester's one-pass path (O(1) per in-order value) and the general path
+    agree on every flag and leave the same history, in order or not."""
+    general, fast = StationHistory(), StationHistory()
+    ts = T0
+    for step_s, temperature, humidity, rain in stream:
+        ts += step_s * 10**9
+        values = {
+            "air_temperature": temperature,
+            "relative_humidity": humidity,
+            "precipitation": rain,
+        }
+        expected = judge_values(ts, values, general)
+        general.add(ts, values)
+        assert judge_and_record(ts, values, fast) == expected
+    assert general.latest_ns == fast.latest_ns
+    for parameter, serie in general.series.items():
+        assert list(fast.series[parameter].ts) == list(serie.ts)
+        assert list(fast.series[parameter].values) == list(serie.values)

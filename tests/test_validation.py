@@ -224,9 +224,22 @@ def _strict_readings(payload: bytes) -> object:
         return ("refused", refused.reason)
     items = document if isinstance(document, list) else [document]
     try:
-        return [r.model_dump() for r in _READINGS.validate_python(items)]
+        readings = [r.model_dump() for r in _READINGS.validate_python(items)]
     except ValidationError:
         return ("refused", "shape")
+    for reading in readings:  # see below: integers beyond 64 bits in values and diag
+        for part in ("values", "diag"):
+            if reading[part] is not None:
+                reading[part] = {k: _as_orjson_reads(v) for k, v in reading[part].items()}
+    return readings
+
+
+def _as_orjson_reads(value: object) -> object:
+    """An integer beyond 64 bits as orjson reads it: the nearest float, which is what the judge
+    makes of it either way (``float(raw)``: the same range check, the same wording)."""
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
 
 
 def test_fast_parse_agrees_with_the_strict_path_on_hostile_and_plain_messages():
@@ -252,7 +265,7 @@ def test_fast_parse_agrees_with_the_strict_path_on_hostile_and_plain_messages():
         if fast is None:
             continue
         fast_taken += 1
-        assert [r.model_dump() for r in fast] == _strict_readings(payload), payload
+        assert [r._asdict() for r in fast] == _strict_readings(payload), payload
     assert fast_taken >= 200  # the plain readings take it
     for payload in extra:
         if (payload.count(b'"a"') > 1 and b"diag" not in payload) or b'"ts": 3' in payload:
