@@ -7,6 +7,7 @@ exact payloads in order and nothing redelivered after a reconnect; the fallback 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import random
@@ -216,6 +217,125 @@ def test_buffered_socket_keeps_socket_semantics():
         assert wrapped.refills == 2
         right.close()
         assert wrapped.recv(1) == b""  # end of stream
+
+
+# ---- the packet loop, against paho's, on the same bytes -----------------------------------------
+def _feed(client: mqtt.Client, wrap: bool, chunks: list[bytes]) -> list[int]:
+    """Send ``chunks`` into a socket the client reads (loop_read between chunks), then EOF;
+    return loop_read's non-zero return codes."""
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    client._sock = BufferedSocket(left) if wrap else left
+    codes: list[int] = []
+    with right:
+        for k, chunk in enumerate([*chunks, b""]):
+            if codes:  # the client closed the connection
+                break
+            if chunk:
+                right.sendall(chunk)
+            elif k == len(chunks):
+                right.shutdown(socket.SHUT_WR)
+            for _ in range(200):  # plain paho reads one packet per call
+                if client._sock is None:
+                    break
+                rc = client.loop_read()
+                if rc:
+                    codes.append(int(rc))
+                    break
+                if isinstance(client._sock, BufferedSocket) and client._sock.pending() == 0:
+                    break
+    left.close()
+    return codes
+
+
+def _outcome(
+    fast: bool, chunks: list[bytes]
+) -> tuple[list[tuple[object, ...]], list[str], list[int]]:
+    """Return what a client made of the byte stream: messages, disconnect reasons, return codes."""
+    messages: list[tuple[object, ...]] = []
+    reasons: list[str] = []
+
+    def on_message(_c: object, _u: object, m: mqtt.MQTTMessage) -> None:
+        try:
+            topic = m.topic
+        except UnicodeDecodeError:
+            topic = mqtt_fast.UNDECODABLE_TOPIC
+        messages.append((m.mid, m.qos, m.dup, topic, bytes(m.payload)))
+
+    client = (
+        FastClient(
+            CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+            publish_sink=lambda *a: messages.append(a),
+        )
+        if fast
+        else mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    )
+    client.on_message = on_message
+    client.on_disconnect = lambda _c, _u, _f, rc, _p: reasons.append(str(rc))
+    codes = _feed(client, fast, chunks)
+    return messages, reasons, codes
+
+
+_endings = {
+    "eof": b"",
+    "topic past the end": b"\x32\x03\x00\x09a",
+    "five-byte remaining length": b"\x30\xff\xff\xff\xff\x01",
+    "qos 3": b"\x36\x05\x00\x01a\x00\x01",
+    "unknown packet type": b"\xf0\x00",  # AUTH: paho has no handler for it
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    packets=st.lists(
+        st.tuples(
+            _topics,
+            st.integers(0, 1),
+            st.booleans(),
+            st.integers(1, 65535),
+            _properties(),
+            st.one_of(  # all of it must fit a socketpair's buffer (~200 KB): one thread
+                st.binary(max_size=300),
+                st.integers(1000, 12_000).map(lambda n: bytes(range(256)) * (n // 256)),
+            ),
+        ),
+        max_size=10,
+    ),
+    pings=st.sets(st.integers(0, 10)),
+    ending=st.sampled_from(sorted(_endings)),
+    cuts=st.lists(st.integers(0, 80_000), max_size=6),
+)
+def test_packet_loop_matches_paho(packets, pings, ending, cuts):
+    stream = b""
+    for k, (topic, qos, dup, mid, props, payload) in enumerate(packets):
+        if k in pings:
+            stream += b"\xd0\x00"  # PINGRESP: paho's own handler, in between
+        body = _publish_body(topic or b"t", qos, mid, props, payload)
+        stream += bytes([0x30 | dup << 3 | qos << 1]) + _remaining_length(len(body)) + body
+    stream += _endings[ending]
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
+    paho = _outcome(False, chunks)
+    assert _outcome(True, chunks) == paho
+    expected = [
+        (mid if qos else 0, qos, dup, topic.decode("utf-8", "strict"), payload)
+        for topic, qos, dup, mid, _p, payload in packets
+        if _utf8(topic or b"t")
+    ]
+    assert [m for m in paho[0] if m[3] != mqtt_fast.UNDECODABLE_TOPIC] == [
+        (mid, qos, dup, topic or "t", payload) for mid, qos, dup, topic, payload in expected
+    ]
+    assert len(paho[1]) == 1  # one disconnect: protocol error, or the lost connection
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # ---- a real broker ---------------------------------------------------------------------------
