@@ -192,8 +192,9 @@ class BufferedSocket:
 
 
 # The paho internals this module calls or replaces, with their parameters (paho-mqtt 2.2.0
-# client.py: _create_socket L4560, loop_read L2085, _packet_read L3059, _packet_handle L3802,
-# _handle_publish L4099, _loop_rc_handle L3040, _send_puback L3348, _sock_recv L1082, _loop L1627).
+# client.py: _create_socket L4560, loop_read L2085, _packet_read L3058, _packet_handle L3802,
+# _handle_publish L4099, _loop_rc_handle L3040, _send_puback L3348, _sock_recv L1082, _loop L1627,
+# _handle_on_message L4422).
 REQUIRED_METHODS: dict[str, tuple[str, ...]] = {
     "_create_socket": (),
     "loop_read": ("max_packets",),
@@ -325,7 +326,7 @@ class FastClient(mqtt.Client):
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
         if received == 0:
             return self._loop_rc_handle(MQTTErrorCode.MQTT_ERR_CONN_LOST)
-        with self._msgtime_mutex:  # keepalive: paho stamps every read (L3139, L3167)
+        with self._msgtime_mutex:  # keepalive: paho stamps every read (L3139, L3166)
             self._last_bytes_received = mqtt.time_func()
         return None
 
