@@ -7,6 +7,9 @@ without a network thread, QoS 1), through Mosquitto with the repo's mosquitto.co
 - ``bare``: a paho MQTT v5 subscriber that only counts (QoS 1, automatic acknowledgement): the
   ceiling of the MQTT path in Python; ``bare-v311`` the same on MQTT 3.1.1 (on request: what v5
   costs paho per message);
+- ``fast``: the same bare v5 subscriber on ingest.mqtt_fast.FastClient (the ingester's MQTT
+  client: buffered reads, many packets per wake-up, PUBLISH decoded straight to a sink), on
+  request: what the ingester's receive path costs next to ``bare``;
 - ``naive``: paho v5 + pydantic + batched /write (1,000 lines or 1 s), acknowledgement on
   receipt, no QC, no spool: what a hurried team writes;
 - ``node-red``: the peer flow of ../shared/peers/node-red (bench/nodered.py);
@@ -318,6 +321,29 @@ def _bare(port: int, received: Any, ready: Any, v5: bool) -> None:
     client.loop_forever()
 
 
+def _fast(port: int, received: Any, ready: Any) -> None:
+    """The bare subscriber on the ingester's FastClient: counts at the sink, automatic PUBACK."""
+    from ingest.mqtt_fast import FastClient
+
+    def on_publish(_mid: int, _qos: int, _dup: bool, _topic: str, _payload: bytes) -> None:
+        received.value += 1
+
+    def on_subscribe(*_args: object) -> None:
+        ready.set()
+
+    client = FastClient(
+        CallbackAPIVersion.VERSION2,
+        client_id="bench-fast",
+        protocol=mqtt.MQTTv5,
+        publish_sink=on_publish,
+    )
+    assert client.fast, "paho lacks what ingest.mqtt_fast needs"
+    client.on_subscribe = on_subscribe
+    client.connect("127.0.0.1", port)
+    client.subscribe("stations/+/readings", qos=1)
+    client.loop_forever()
+
+
 def _naive(port: int, influx_url: str, db: str, ready: Any) -> None:
     """A naive ingester: paho v5, pydantic per message, batched /write, ack on receipt."""
     from sensors.models import ReadingIn
@@ -393,12 +419,15 @@ def start_consumer(
     consumer = Consumer(kind)
     db = f"{kind.replace('-', '_')}_{run}"
     influx.create_database(db)
-    if kind in ("bare", "bare-v311"):
+    if kind in ("bare", "bare-v311", "fast"):
         received = spawn.Value("q", 0, lock=False)
         ready = spawn.Event()
-        process = spawn.Process(
-            target=_bare, args=(broker_port, received, ready, kind == "bare"), daemon=True
-        )
+        if kind == "fast":
+            process = spawn.Process(target=_fast, args=(broker_port, received, ready), daemon=True)
+        else:
+            process = spawn.Process(
+                target=_bare, args=(broker_port, received, ready, kind == "bare"), daemon=True
+            )
         process.start()
         ready.wait(30)
         consumer.pids = lambda: [process.pid]  # type: ignore[method-assign]
@@ -582,6 +611,8 @@ def main() -> int:
             bottom = median([getattr(r, attr) for r in results[b]])
             figure(name, top / bottom if bottom else 0.0, "ratio")
 
+    ratio("fast_to_bare_cpu_per_reading_ratio", "fast", "bare", "cpu_us")
+    ratio("fast_to_bare_stored_per_s_ratio", "fast", "bare", "per_s")
     ratio("meltemi_1_to_bare_cpu_per_reading_ratio", "meltemi-1", "bare", "cpu_us")
     ratio("meltemi_1_to_bare_stored_per_s_ratio", "meltemi-1", "bare", "per_s")
     ratio("meltemi_1_to_node_red_cpu_per_reading_ratio", "meltemi-1", "node-red", "cpu_us")

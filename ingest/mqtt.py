@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.delivery import Delivery, Handoff, judge_delivery
 from ingest.metrics import IngestStats
+from ingest.mqtt_fast import UNDECODABLE_TOPIC, FastClient
 from sensors.registry import StationRegistry
 from sensors.schema import QuarantineReason
 from sensors.settings import Settings
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30  # RELIABILITY R10: back-off capped at 30 s
 SESSION_TAKEN_OVER = 0x8E  # MQTT v5 §3.14.2.1: another client connected with our client id
-UNDECODABLE_TOPIC = "<undecodable>"
 PUBACK = 0x40  # MQTT 3.1.1 §3.4, v5 §3.4: fixed header of PUBACK
 _PUBACK = struct.Struct("!BBH")  # type, remaining length 2, packet id
 
@@ -72,11 +72,14 @@ class MqttIntake:
         self.limits = Limits(settings.future_tolerance_s, settings.backfill_horizon_days * 86_400)
         self.filters = subscription_filters(settings.ingest_shared_group)
         self.accepting = True
-        client = mqtt.Client(
+        # paho with its receive path replaced for QoS 0/1 PUBLISH (ingest.mqtt_fast): each goes
+        # straight to _on_publish; on_message stays for QoS 2 and for a paho it cannot patch.
+        client = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            publish_sink=self._on_publish,
         )
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
@@ -251,21 +254,25 @@ class MqttIntake:
         )
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if not self.accepting:
-            return
-        received_ns = time.time_ns()
+        # plain paho's path: QoS 2, or a paho the fast path does not support (ingest.mqtt_fast)
         try:
             topic = message.topic
         except UnicodeDecodeError:  # the broker should refuse these; never trust that it did
             topic = UNDECODABLE_TOPIC
-        if topic.startswith("$SYS/"):  # QoS 0, no acknowledgement, never a station's
-            self._on_broker_counter(topic, bytes(message.payload))
+        self._on_publish(message.mid, message.qos, message.dup, topic, bytes(message.payload))
+
+    def _on_publish(self, mid: int, qos: int, dup: bool, topic: str, payload: bytes) -> None:
+        """Judge one received message and queue it for the writer (paho's network thread)."""
+        if not self.accepting:
             return
-        payload = bytes(message.payload)
+        received_ns = time.time_ns()
+        if topic.startswith("$SYS/"):  # QoS 0, no acknowledgement, never a station's
+            self._on_broker_counter(topic, payload)
+            return
         try:
             delivery = judge_delivery(
-                message.mid,
-                message.qos,
+                mid,
+                qos,
                 topic,
                 payload,
                 received_ns,
@@ -274,16 +281,14 @@ class MqttIntake:
             )
         except Exception as exc:
             self.stats.handler_errors += 1
-            logger.exception("judging mid=%s on %s failed", message.mid, topic)
+            logger.exception("judging mid=%s on %s failed", mid, topic)
             verdict = Verdict(
                 refusals=[
                     Refusal(QuarantineReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
                 ]
             )
-            delivery = Delivery(
-                message.mid, message.qos, topic, payload, received_ns, None, verdict
-            )
-        if message.dup:
+            delivery = Delivery(mid, qos, topic, payload, received_ns, None, verdict)
+        if dup:
             delivery = dataclasses.replace(delivery, dup=True)
         self.stats.messages_received += 1
         if delivery.verdict is not None:
