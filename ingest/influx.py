@@ -7,6 +7,7 @@ Credentials travel only in headers: Basic for 1.x users, ``Token`` for 2.x/3.x t
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from typing import Any, Final
@@ -106,6 +107,10 @@ class InfluxWriter:
         )
 
     def _post(self, lines: list[str], rp: str | None) -> None:
+        # httpx leaves each request in a reference cycle that holds its body: the previous
+        # write's is freed here, not whenever the collector next runs (issue 9: with the
+        # ingester's raised threshold, 900 KB bodies piled up, 90 MB per 200k readings).
+        gc.collect(0)
         body = "\n".join(lines).encode("utf-8")
         params = {"db": self.db, "precision": PRECISION}
         if rp is not None:

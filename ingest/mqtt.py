@@ -8,7 +8,6 @@ only judges and enqueues; the writer thread acknowledges once the message is dur
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import ssl
 import struct
@@ -278,6 +277,7 @@ class MqttIntake:
                 received_ns,
                 self.registry,
                 self.limits,
+                dup,
             )
         except Exception as exc:
             self.stats.handler_errors += 1
@@ -287,9 +287,7 @@ class MqttIntake:
                     Refusal(QuarantineReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
                 ]
             )
-            delivery = Delivery(mid, qos, topic, payload, received_ns, None, verdict)
-        if dup:
-            delivery = dataclasses.replace(delivery, dup=True)
+            delivery = Delivery(mid, qos, topic, payload, received_ns, None, verdict, dup=dup)
         self.stats.messages_received += 1
         if delivery.verdict is not None:
             self.stats.readings_received += delivery.verdict.readings_received

@@ -230,8 +230,14 @@ def judge_and_record(
             if ts_ns - run_from_ns > limits.persistence_ns:
                 result = _PERSISTENCE
         results[parameter] = result
-        serie.append(ts_ns, value)
-        if serie.ts[0] < oldest_ns - TRIM_SLACK_NS:
+        times = serie.ts  # serie.append, inlined (issue 9: one call per value)
+        times.append(ts_ns)
+        serie.values.append(value)
+        if value != serie.last_value:
+            serie.run_from_ns = ts_ns
+        serie.last_ts = ts_ns
+        serie.last_value = value
+        if times[0] < oldest_ns - TRIM_SLACK_NS:
             serie.trim(oldest_ns)
     if ts_ns > history.latest_ns:
         history.latest_ns = ts_ns
