@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import random
 import socket
 import uuid
@@ -26,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import mqtt_fast
-from ingest.delivery import Delivery
+from ingest.delivery import Delivery, Handoff
 from ingest.metrics import IngestStats
 from ingest.mqtt import MqttIntake
 from ingest.mqtt_fast import (
@@ -361,19 +360,20 @@ def _settings(port: int, client_id: str, tmp_path: Path, **extra: object) -> Set
     )
 
 
-def _start(settings_: Settings) -> tuple[MqttIntake, queue.Queue[Delivery]]:
-    deliveries: queue.Queue[Delivery] = queue.Queue()
+def _start(settings_: Settings) -> tuple[MqttIntake, Handoff]:
+    deliveries = Handoff()
     intake = MqttIntake(settings_, StationRegistry([]), deliveries, IngestStats())
     intake.start()
     assert intake.subscribed.wait(20)
     return intake, deliveries
 
 
-def _take(deliveries: queue.Queue[Delivery], n: int, topic: str) -> list[Delivery]:
+def _take(deliveries: Handoff, n: int, topic: str) -> list[Delivery]:
     got: list[Delivery] = []
     while len(got) < n:
-        delivery = deliveries.get(timeout=30)
-        if delivery.topic == topic:
+        assert deliveries.wait(30), f"{len(got)} of {n} messages on {topic} arrived"
+        delivery = deliveries.pop()
+        if delivery is not None and delivery.topic == topic:
             got.append(delivery)
     return got
 
@@ -406,7 +406,7 @@ def _round_trip(port: int, tmp_path: Path, n: int, held: int, ca_file: Path | No
     assert [d.payload for d in got] == payloads  # exact, in order, nothing missing
     assert {(d.qos, d.dup) for d in got} == {(1, False)}
     assert all(1 <= d.mid <= 65535 for d in got)
-    assert deliveries.empty()
+    assert deliveries.qsize() == 0
     intake.disconnect()
 
     again, redelivered = _start(config)
@@ -422,7 +422,7 @@ def _round_trip(port: int, tmp_path: Path, n: int, held: int, ca_file: Path | No
         again.ack_many([(d.mid, d.qos) for d in after])
     finally:
         again.disconnect()
-    assert redelivered.empty()
+    assert redelivered.qsize() == 0
 
 
 def test_messages_through_mosquitto_exact_in_order_and_acknowledged(broker, tmp_path):
