@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Final
 
@@ -303,6 +304,9 @@ class Result:
     rss_start_mib: float
     rss_peak_mib: float
     dropped: int
+    broker_cpu_us: float  # the broker's and InfluxDB's CPU per stored reading meanwhile
+    influx_cpu_us: float
+    machine_busy: float  # share of all cores busy meanwhile (publisher, broker, DB, consumer)
 
 
 def _bare(port: int, received: Any, ready: Any, v5: bool) -> None:
@@ -359,7 +363,7 @@ def _naive(port: int, influx_url: str, db: str, ready: Any) -> None:
             return
         fields = ",".join(f"{k}={float(v)}" for k, v in reading.values.items())  # type: ignore[arg-type]
         with lock:
-            lines.append(f"readings,station={station} {fields} {int(reading.ts)}")  # type: ignore[arg-type]
+            lines.append(f"readings,station={station} {fields} {int(reading.ts)}")
 
     def on_subscribe(*_args: object) -> None:
         ready.set()
@@ -405,6 +409,19 @@ class Consumer:
             fn()
 
 
+def _own(consumer: Consumer, process: BaseProcess) -> None:
+    """Make ``process`` the consumer's: its PID measured, terminated at the end."""
+    pid = process.pid
+    assert pid is not None  # started
+    consumer.pids = lambda: [pid]  # type: ignore[method-assign]
+
+    def stop() -> None:
+        process.terminate()
+        process.join(10)
+
+    consumer.stop_fns.append(stop)
+
+
 def start_consumer(
     kind: str,
     broker_port: int,
@@ -430,9 +447,8 @@ def start_consumer(
             )
         process.start()
         ready.wait(30)
-        consumer.pids = lambda: [process.pid]  # type: ignore[method-assign]
+        _own(consumer, process)
         consumer.stored = lambda: int(received.value)  # type: ignore[method-assign]
-        consumer.stop_fns.append(lambda: (process.terminate(), process.join(10)))
         return consumer
     consumer.stored = lambda: count(influx, db)  # type: ignore[method-assign]
     if kind == "naive":
@@ -442,8 +458,7 @@ def start_consumer(
         )
         process.start()
         ready.wait(30)
-        consumer.pids = lambda: [process.pid]  # type: ignore[method-assign]
-        consumer.stop_fns.append(lambda: (process.terminate(), process.join(10)))
+        _own(consumer, process)
         return consumer
     if kind == "node-red":
         assert nodered_cache is not None
@@ -489,6 +504,14 @@ def start_consumer(
     return consumer
 
 
+def machine_ticks() -> tuple[int, int]:
+    """Return (busy, total) jiffies of all cores so far (/proc/stat): a ceiling measured on a
+    saturated machine is the machine's, not the consumer's."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _profile(spy: str, pid: int, db: str) -> Any:
     """Start py-spy on one process (collapsed stacks, GIL holders and idle threads apart); return
     the function that ends it and makes it write its file."""
@@ -508,6 +531,7 @@ def _profile(spy: str, pid: int, db: str) -> Any:
 def run_consumer(
     kind: str,
     broker_port: int,
+    broker_pid: int,
     influx: InfluxDB,
     base: Path,
     registry: Path,
@@ -521,6 +545,8 @@ def run_consumer(
     consumer = start_consumer(kind, broker_port, influx, base, registry, run, nodered_cache)
     try:
         pids = consumer.pids()
+        servers_before = cpu_s([broker_pid]), cpu_s([influx.pid])
+        machine_before = machine_ticks()
         cpu_before = cpu_s(pids)
         rss_start = rss_peak = rss_mib(pids)
         publisher, started, _elapsed = fastpub.publish_in_process(broker_port, messages)
@@ -536,6 +562,8 @@ def run_consumer(
                 break
             time.sleep(POLL_S)
         cpu = cpu_s(consumer.pids()) - cpu_before
+        servers = cpu_s([broker_pid]) - servers_before[0], cpu_s([influx.pid]) - servers_before[1]
+        busy, total = (b - a for a, b in zip(machine_before, machine_ticks(), strict=True))
         publisher.join(120)
     finally:
         consumer.stop()
@@ -548,6 +576,9 @@ def run_consumer(
         rss_start_mib=rss_start,
         rss_peak_mib=rss_peak,
         dropped=dropped,
+        broker_cpu_us=1e6 * servers[0] / max(stored, 1),
+        influx_cpu_us=1e6 * servers[1] / max(stored, 1),
+        machine_busy=100.0 * busy / max(total, 1),
     )
 
 
@@ -583,14 +614,16 @@ def main() -> int:
             for kind in kinds:
                 messages = arrays if kind == "meltemi-arrays" else singles
                 result = run_consumer(
-                    kind, broker.port, influx, base, registry, run, messages, n, cache
+                    kind, broker.port, broker.pid, influx, base, registry, run, messages, n, cache
                 )
                 results[kind].append(result)
                 print(
                     f"run {run + 1}/{runs} {kind}: {result.per_s:.0f} readings/s, stored "
                     f"{result.stored}/{n}, broker dropped {result.dropped}, "
                     f"{result.cpu_us:.0f} µs CPU/reading, RSS {result.rss_start_mib:.0f} -> "
-                    f"{result.rss_peak_mib:.0f} MiB",
+                    f"{result.rss_peak_mib:.0f} MiB; broker {result.broker_cpu_us:.0f} µs, "
+                    f"InfluxDB {result.influx_cpu_us:.0f} µs CPU/reading; machine "
+                    f"{result.machine_busy:.0f} % busy",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -604,6 +637,12 @@ def main() -> int:
         figure(f"{name}_cpu_per_reading_median", median([r.cpu_us for r in rows]), "µs")
         figure(f"{name}_rss_start_median", median([r.rss_start_mib for r in rows]), "MiB")
         figure(f"{name}_rss_peak_median", median([r.rss_peak_mib for r in rows]), "MiB")
+        figure(
+            f"{name}_broker_cpu_per_reading_median", median([r.broker_cpu_us for r in rows]), "µs"
+        )
+        figure(
+            f"{name}_influxdb_cpu_per_reading_median", median([r.influx_cpu_us for r in rows]), "µs"
+        )
 
     def ratio(name: str, a: str, b: str, attr: str) -> None:
         if a in results and b in results:

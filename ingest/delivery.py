@@ -8,6 +8,7 @@ The hand-over is a Handoff: a deque, with a wake-up only when the writer waits.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -73,31 +74,73 @@ def judge_delivery(
     return Delivery(mid, qos, topic, payload, received_ns, station_id, status=status, dup=dup)
 
 
+# What the hand-over may hold, in readings (a message counts its readings, at least 1): the
+# broker's window is counted in messages (Receive Maximum), and 5,000 arrays of 500 readings
+# parsed in memory would be gigabytes. Past it, paho's thread waits for the writer (it stops
+# reading the socket: TCP holds the rest back), at most MAX_BLOCK_S at a time (keepalive).
+MAX_HELD_READINGS = 50_000
+MAX_BLOCK_S = 10.0
+
+
+def _cost(delivery: Delivery) -> int:
+    verdict = delivery.verdict
+    return 1 if verdict is None or verdict.readings_received < 1 else verdict.readings_received
+
+
 class Handoff:
     """Deliveries from paho's thread to the writer, in receive order.
 
     ``put`` is a deque append (atomic under the GIL), with an Event set only while the writer
-    waits: queue.Queue took a lock and a condition per message on both sides (issue 9). Not
-    bounded here: the broker sends at most Receive Maximum unacknowledged messages.
+    waits: queue.Queue took a lock and a condition per message on both sides (issue 9). Bounded
+    in readings (MAX_HELD_READINGS); each side counts only what it moves (single writer each).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, max_held_readings: int = MAX_HELD_READINGS, max_block_s: float = MAX_BLOCK_S
+    ) -> None:
         self._items: deque[Delivery] = deque()
         self._ready = threading.Event()
         self._waiting = False
+        self._room = threading.Event()
+        self._blocked = False
+        self._put_readings = 0  # paho's thread only
+        self._taken_readings = 0  # the writer only
+        self.max_held_readings = max_held_readings
+        self.max_block_s = max_block_s
 
     def put(self, delivery: Delivery) -> None:
-        """Hand one delivery over (paho's thread)."""
+        """Hand one delivery over (paho's thread); wait while too many readings are held."""
         self._items.append(delivery)
+        self._put_readings += _cost(delivery)
         if self._waiting:
             self._ready.set()
+        if self.held_readings() > self.max_held_readings:
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        deadline = time.monotonic() + self.max_block_s
+        self._room.clear()
+        self._blocked = True  # pop() reads this after its count: no wake-up can be lost
+        try:
+            while self.held_readings() > self.max_held_readings:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return  # the writer is stuck (a slow write): keep the session alive
+                self._room.wait(min(remaining, 0.05))
+                self._room.clear()
+        finally:
+            self._blocked = False
 
     def pop(self) -> Delivery | None:
         """Return the oldest delivery, or None when there is none (the writer)."""
         try:
-            return self._items.popleft()
+            delivery = self._items.popleft()
         except IndexError:
             return None
+        self._taken_readings += _cost(delivery)
+        if self._blocked:
+            self._room.set()
+        return delivery
 
     def wait(self, timeout_s: float) -> bool:
         """Return once a delivery is there (True) or after ``timeout_s`` (False)."""
@@ -113,3 +156,7 @@ class Handoff:
     def qsize(self) -> int:
         """Return how many deliveries wait."""
         return len(self._items)
+
+    def held_readings(self) -> int:
+        """Return the readings handed over and not yet taken."""
+        return self._put_readings - self._taken_readings

@@ -250,7 +250,8 @@ class Writer(threading.Thread):
             time.sleep(min(remaining, LINGER_NAP_S))
 
     def _handle(self, batch: _Batch) -> None:
-        admitted = [self._admit(delivery, batch) for delivery in batch.deliveries]
+        now_s = time.monotonic()
+        admitted = [self._admit(delivery, batch, now_s) for delivery in batch.deliveries]
         self._find_quarantined_before(batch)
         if self.qc_enabled:
             self._find_histories(batch, admitted)
@@ -259,6 +260,9 @@ class Writer(threading.Thread):
             if admit:
                 self._prepare(delivery, batch, histories)
         self._rate_records(batch)
+        self.stats.seq_gaps = self.seq.gaps_total
+        self.stats.seq_missing = self.seq.missing
+        self.stats.duplicates_seen = self.seq.duplicates
         if batch.lines:
             self.store.store(batch.lines)
         self.ack([(delivery.mid, delivery.qos) for delivery in batch.deliveries])
@@ -316,9 +320,6 @@ class Writer(threading.Thread):
                     entries = batch.entries[station_id] = []
                 entries.append(_entry(reading, qc, good))
 
-        self.stats.seq_gaps = self.seq.gaps_total
-        self.stats.seq_missing = self.seq.missing
-        self.stats.duplicates_seen = self.seq.duplicates
         if verdict.refusals or verdict.refusals_over_cap or conflicts:
             self._quarantine(
                 delivery, verdict.refusals + conflicts, verdict.refusals_over_cap, batch
@@ -378,15 +379,15 @@ class Writer(threading.Thread):
         return Line(quarantine_line(**record), record["station_id"])
 
     # -- the per-station rate limit ------------------------------------------------------------
-    def _admit(self, delivery: Delivery, batch: _Batch) -> bool:
-        """Return whether the delivery's station is within its rate; count it otherwise."""
+    def _admit(self, delivery: Delivery, batch: _Batch, now_s: float) -> bool:
+        """Return whether the delivery's station is within its rate (at the batch's time
+        ``now_s``); count it otherwise."""
         if self.rate_limiter is None:
             return True
         station = delivery.station_id
         key = station if station is not None and station in self.registry else "_unknown"
         verdict = delivery.verdict
         cost = max(1, verdict.readings_received) if verdict is not None else 1
-        now_s = time.monotonic()
         if self.rate_limiter.allow(key, cost, now_s):
             return True
         window = self._rate_windows.get(key)
