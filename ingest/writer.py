@@ -307,9 +307,10 @@ class Writer(threading.Thread):
             values = reading.values
             good = all_good(qc)
             lines.append(Line(reading_line(reading, qc, good), station_id, 1, len(values)))
-            diag = diagnostics_line(reading)
-            if diag is not None:
-                lines.append(Line(diag, station_id))
+            if reading.diag:
+                diag = diagnostics_line(reading)
+                if diag is not None:
+                    lines.append(Line(diag, station_id))
             batch.readings += 1
             batch.values += len(values)
             if reading.seq is not None:

@@ -194,12 +194,14 @@ def judge_and_record(
     results: dict[str, QcResult] = {}
     series = history.series
     oldest_ns = ts_ns - HISTORY_NS
+    trim_below_ns = oldest_ns - TRIM_SLACK_NS
+    good, all_limits = GOOD, _LIMITS  # locals: read once per value (issue 9)
     for parameter, value in values.items():
         serie = series.get(parameter)
         if serie is None:
             serie = series[parameter] = _Series()
             serie.append(ts_ns, value)
-            results[parameter] = GOOD
+            results[parameter] = good
             continue
         last_ts = serie.last_ts
         if ts_ns <= last_ts:
@@ -207,37 +209,39 @@ def judge_and_record(
             serie.add(ts_ns, value)
             serie.trim(serie.last_ts - HISTORY_NS)
             continue
-        result = GOOD
-        limits = _LIMITS[parameter]
+        result = good
+        last_value = serie.last_value
+        limits = all_limits[parameter]
         elapsed_ns = ts_ns - last_ts
-        if limits.max_step_per_min is not None and elapsed_ns <= STEP_WINDOW_NS:
+        max_step = limits.max_step_per_min
+        if max_step is not None and elapsed_ns <= STEP_WINDOW_NS:
             minutes = elapsed_ns / NS_PER_MIN if elapsed_ns > NS_PER_MIN else 1.0
-            if abs(value - serie.last_value) > limits.max_step_per_min * minutes + 1e-9:
+            if abs(value - last_value) > max_step * minutes + 1e-9:
                 result = _STEP
-        if (
-            result is GOOD
-            and value == serie.last_value
-            and limits.persistence_ns is not None
-            and value not in limits.persistence_exempt
-        ):
-            run_from_ns = serie.run_from_ns
-            if run_from_ns < oldest_ns:  # the run began before what a restart recovers
-                run_from_ns = (
-                    serie.ts[bisect.bisect_left(serie.ts, oldest_ns)]
-                    if last_ts >= oldest_ns
-                    else ts_ns  # nothing of the run is recent enough to count
-                )
-            if ts_ns - run_from_ns > limits.persistence_ns:
-                result = _PERSISTENCE
+        if value == last_value:
+            if (
+                result is good
+                and limits.persistence_ns is not None
+                and value not in limits.persistence_exempt
+            ):
+                run_from_ns = serie.run_from_ns
+                if run_from_ns < oldest_ns:  # the run began before what a restart recovers
+                    run_from_ns = (
+                        serie.ts[bisect.bisect_left(serie.ts, oldest_ns)]
+                        if last_ts >= oldest_ns
+                        else ts_ns  # nothing of the run is recent enough to count
+                    )
+                if ts_ns - run_from_ns > limits.persistence_ns:
+                    result = _PERSISTENCE
+        else:
+            serie.run_from_ns = ts_ns
         results[parameter] = result
         times = serie.ts  # serie.append, inlined (issue 9: one call per value)
         times.append(ts_ns)
         serie.values.append(value)
-        if value != serie.last_value:
-            serie.run_from_ns = ts_ns
         serie.last_ts = ts_ns
         serie.last_value = value
-        if times[0] < oldest_ns - TRIM_SLACK_NS:
+        if times[0] < trim_below_ns:
             serie.trim(oldest_ns)
     if ts_ns > history.latest_ns:
         history.latest_ns = ts_ns
