@@ -58,28 +58,36 @@ class _FrameTooLong(Exception):
     """A remaining length of more than four bytes (MQTT §2.2.3): a protocol error."""
 
 
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int] | None:
+    """Return (value, position after it) of the Variable Byte Integer at ``pos`` (MQTT §1.5.5),
+    or None when ``data[:end]`` ends inside it; raise ``_FrameTooLong`` past four bytes."""
+    value = 0
+    shift = 0
+    while True:
+        if pos >= end:
+            return None
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift == 28:
+            raise _FrameTooLong
+
+
 def frame(data: bytes, pos: int) -> tuple[int, int] | None:
     """Return ``(body_start, body_end)`` of the packet whose fixed header starts at ``pos``, or
     None when ``data`` does not hold all of it yet; raise ``_FrameTooLong`` for a remaining length
     of more than four bytes (paho: ``_packet_read`` returns MQTT_ERR_PROTOCOL)."""
     end = len(data)
-    p = pos + 1
-    length = 0
-    shift = 0
-    while True:
-        if p >= end:
-            return None
-        byte = data[p]
-        p += 1
-        length |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            break
-        shift += 7
-        if shift == 28:
-            raise _FrameTooLong
-    if p + length > end:
+    remaining = _varint(data, pos + 1, end)
+    if remaining is None:
         return None
-    return p, p + length
+    length, start = remaining
+    if start + length > end:
+        return None
+    return start, start + length
 
 
 def decode_publish(
@@ -109,19 +117,13 @@ def decode_publish(
         mid = (data[pos] << 8) | data[pos + 1]
         pos += 2
     if v5:
-        length = 0
-        shift = 0
-        while True:
-            if pos >= end:
-                raise MalformedPacket("Not enough data to decode Variable Byte Integer")
-            byte = data[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                break
-            shift += 7
-            if shift == 28:
-                raise MalformedPacket("Variable Byte Integer is more than four bytes long")
+        try:
+            properties = _varint(data, pos, end)
+        except _FrameTooLong:
+            raise MalformedPacket("Variable Byte Integer is more than four bytes long") from None
+        if properties is None:
+            raise MalformedPacket("Not enough data to decode Variable Byte Integer")
+        length, pos = properties
         pos += length
         if pos > end:
             raise MalformedPacket("PUBLISH properties run past the packet")

@@ -141,7 +141,8 @@ def wait_pubacks(probe: Probe, count: int, timeout_s: float = 30.0) -> dict[int,
     return dict(probe.pubacks)
 
 
-def _remaining_length(n: int) -> bytes:
+def remaining_length(n: int) -> bytes:
+    """Return the MQTT Variable Byte Integer of a packet's remaining length."""
     out = bytearray()
     while True:
         byte, n = n % 128, n // 128
@@ -164,13 +165,13 @@ def connect_packet(client_id: str, username: str, password: str) -> bytes:
         + _field(username.encode())
         + _field(password.encode())
     )
-    return b"\x10" + _remaining_length(len(body)) + body
+    return b"\x10" + remaining_length(len(body)) + body
 
 
 def publish_header(topic: str, payload_bytes: int) -> bytes:
     """Return the start of a QoS 0 PUBLISH announcing a payload of ``payload_bytes``."""
     variable = _field(topic.encode())
-    return b"\x30" + _remaining_length(len(variable) + payload_bytes) + variable
+    return b"\x30" + remaining_length(len(variable) + payload_bytes) + variable
 
 
 def openssl(*args: str) -> None:

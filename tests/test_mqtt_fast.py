@@ -39,22 +39,13 @@ from meltemi.services import Mosquitto, free_port
 from sensors.registry import StationRegistry
 from sensors.settings import Settings
 from tests.helpers import wait_for
-from tests.mqtt_clients import Probe, make_ca, openssl, wait_pubacks
+from tests.mqtt_clients import Probe, make_ca, openssl, remaining_length, wait_pubacks
 
 V5 = MQTTProtocolVersion.MQTTv5
 V311 = MQTTProtocolVersion.MQTTv311
 
 
 # ---- the decoder, against paho's -----------------------------------------------------------
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _publish_body(topic: bytes, qos: int, mid: int, props: bytes | None, payload: bytes) -> bytes:
     body = len(topic).to_bytes(2, "big") + topic
     if qos:
@@ -66,7 +57,7 @@ def _publish_body(topic: bytes, qos: int, mid: int, props: bytes | None, payload
 
 def _ours(header: int, body: bytes, v5: bool) -> tuple[int, int, bool, bool, bytes, bytes]:
     """Frame and decode the packet as FastClient does; return paho's fields."""
-    packet = bytes([header]) + _remaining_length(len(body)) + body
+    packet = bytes([header]) + remaining_length(len(body)) + body
     framed = frame(packet, 0)
     assert framed == (len(packet) - len(body), len(packet))
     mid, topic, payload = decode_publish(header, packet, framed[0], framed[1], v5)
@@ -312,7 +303,7 @@ def test_packet_loop_matches_paho(packets, pings, ending, cuts):
         if k in pings:
             stream += b"\xd0\x00"  # PINGRESP: paho's own handler, in between
         body = _publish_body(topic or b"t", qos, mid, props, payload)
-        stream += bytes([0x30 | dup << 3 | qos << 1]) + _remaining_length(len(body)) + body
+        stream += bytes([0x30 | dup << 3 | qos << 1]) + remaining_length(len(body)) + body
     stream += _endings[ending]
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
     chunks = [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
