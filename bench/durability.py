@@ -67,7 +67,13 @@ def gauge(port: int, name: str) -> float:
     return 0.0
 
 
-def r1_crash_loop(broker_port, influx, registry, base, messages) -> tuple[int, int, list[float]]:
+def r1_crash_loop(
+    broker_port: int,
+    influx: InfluxDB,
+    registry: Path,
+    base: Path,
+    messages: list[tuple[str, bytes]],
+) -> tuple[int, int, list[float]]:
     db = "r1"
     influx.create_database(db)
     ingester, _ = start_ingester(broker_port, influx, db, registry, base)
@@ -101,7 +107,13 @@ def r1_crash_loop(broker_port, influx, registry, base, messages) -> tuple[int, i
     return n - distinct, points - distinct, recoveries
 
 
-def r3_hang(broker_port, influx, registry, base, messages) -> tuple[int, int, float]:
+def r3_hang(
+    broker_port: int,
+    influx: InfluxDB,
+    registry: Path,
+    base: Path,
+    messages: list[tuple[str, bytes]],
+) -> tuple[int, int, float]:
     db = "r3"
     influx.create_database(db)
     ingester, metrics_port = start_ingester(
