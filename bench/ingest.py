@@ -277,25 +277,34 @@ def rss_mib(pids: list[int]) -> float:
     return total * PAGE_KIB / 1024
 
 
-def broker_dropped(port: int) -> int:
-    """Return Mosquitto's $SYS dropped-messages counter (its retained value: the broker
-    publishes it every sys_interval when it changed); -1 when it has not published it yet."""
-    values: list[int] = []
-    got = threading.Event()
+class BrokerDropped:
+    """Mosquitto's $SYS dropped-messages counter, followed by one subscriber for the whole
+    bench: the retained value on subscribing, then each change (the broker publishes it every
+    sys_interval when it changed). A subscriber per reading missed the retained value more and
+    more often over a long bench."""
 
-    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        values.append(int(message.payload))
-        got.set()
+    def __init__(self, port: int) -> None:
+        self.value = -1  # not published yet
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-sys", protocol=mqtt.MQTTv311
+        )
+        self._client.on_message = self._on_message
+        self._client.on_connect = lambda client, *_: client.subscribe(SYS_DROPPED, 0)
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sys", protocol=mqtt.MQTTv311)
-    client.on_message = on_message
-    client.connect("127.0.0.1", port)
-    client.subscribe(SYS_DROPPED, 0)
-    client.loop_start()
-    got.wait(10 * SYS_INTERVAL_S)
-    client.disconnect()
-    client.loop_stop()
-    return values[-1] if values else -1
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.value = int(message.payload)
+
+    def read(self) -> int:
+        """Return the counter as last published (after the broker's next publication)."""
+        time.sleep(2 * SYS_INTERVAL_S)
+        return self.value
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self._client.disconnect()
+        self._client.loop_stop()
 
 
 @dataclass
@@ -536,6 +545,7 @@ def run_consumer(
     kind: str,
     broker_port: int,
     broker_pid: int,
+    dropped_counter: BrokerDropped,
     influx: InfluxDB,
     base: Path,
     registry: Path,
@@ -545,7 +555,7 @@ def run_consumer(
     nodered_cache: Path | None,
 ) -> Result:
     """Run one consumer through one burst; return what it stored, how fast and at what cost."""
-    dropped_before = broker_dropped(broker_port)
+    dropped_before = dropped_counter.read()
     consumer = start_consumer(kind, broker_port, influx, base, registry, run, nodered_cache)
     try:
         pids = consumer.pids()
@@ -574,8 +584,7 @@ def run_consumer(
         publisher.join(120)
     finally:
         consumer.stop()
-    time.sleep(2 * SYS_INTERVAL_S)
-    dropped_after = broker_dropped(broker_port)
+    dropped_after = dropped_counter.read()
     # -1: the broker did not publish its counter in time (unknown, never reported as a count)
     dropped = -1 if min(dropped_before, dropped_after) < 0 else dropped_after - dropped_before
     return Result(
@@ -607,6 +616,7 @@ def main() -> int:
         ids = write_registry(registry, STATIONS)
         readings = make_readings(ids, n, int(time.time()) - 60)
         time.sleep(2 * SYS_INTERVAL_S)  # the broker's first $SYS publication
+        dropped_counter = BrokerDropped(broker.port)
         singles = [
             (readings_topic(s), json.dumps({"ts": ts, "seq": seq, "values": v}).encode())
             for s, ts, seq, v in readings
@@ -623,12 +633,23 @@ def main() -> int:
             for kind in kinds:
                 messages = arrays if kind == "meltemi-arrays" else singles
                 result = run_consumer(
-                    kind, broker.port, broker.pid, influx, base, registry, run, messages, n, cache
+                    kind,
+                    broker.port,
+                    broker.pid,
+                    dropped_counter,
+                    influx,
+                    base,
+                    registry,
+                    run,
+                    messages,
+                    n,
+                    cache,
                 )
                 results[kind].append(result)
+                dropped = result.dropped if result.dropped >= 0 else "unknown"
                 print(
                     f"run {run + 1}/{runs} {kind}: {result.per_s:.0f} readings/s, stored "
-                    f"{result.stored}/{n}, broker dropped {result.dropped}, "
+                    f"{result.stored}/{n}, broker dropped {dropped}, "
                     f"{result.cpu_us:.0f} µs CPU/reading, RSS {result.rss_start_mib:.0f} -> "
                     f"{result.rss_peak_mib:.0f} MiB; broker {result.broker_cpu_us:.0f} µs, "
                     f"InfluxDB {result.influx_cpu_us:.0f} µs CPU/reading; machine "
@@ -636,6 +657,7 @@ def main() -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+        dropped_counter.stop()
     figure("readings", n, "readings")
     figure("machine_cores", os.cpu_count() or 0, "cores")
     for kind, rows in results.items():
