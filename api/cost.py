@@ -165,16 +165,7 @@ async def bound_plan(
     )
     if within:
         return clipped
-    (result,) = await reader.query(
-        [count_values(plan.station_id, count_parameter(clipped), start_ns=start, end_ns=end)]
-    )
-    counted = 0
-    for series in result.series:
-        for row in series.rows():
-            value = row.get("count")
-            if isinstance(value, int) and not isinstance(value, bool):
-                counted += value
-    judge(clipped, counted, span, settings.api_max_scan_values)
+    judge(clipped, await count_readings(reader, clipped), span, settings.api_max_scan_values)
     return clipped
 
 
