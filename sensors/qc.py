@@ -108,6 +108,11 @@ class _Series:
             index -= 1
         self.run_from_ns = ts[index]
 
+    def record(self, ts_ns: int, value: float) -> None:
+        """Add an entry (in any order); forget what is older than HISTORY_NS before the newest."""
+        self.add(ts_ns, value)
+        self.trim(self.last_ts - HISTORY_NS)
+
     def trim(self, before_ns: int) -> None:
         # Trim in steps of TRIM_SLACK_NS, not on every add: one comparison per reading.
         if not self.ts or self.ts[0] >= before_ns - TRIM_SLACK_NS:
@@ -137,8 +142,7 @@ class StationHistory:
             serie = series.get(parameter)
             if serie is None:  # not setdefault: that built a _Series per value (issue 9 profile)
                 serie = series[parameter] = _Series()
-            serie.add(ts_ns, value)
-            serie.trim(serie.last_ts - HISTORY_NS)
+            serie.record(ts_ns, value)
 
     def value_at(self, parameter: str, ts_ns: int) -> float | None:
         """Return the value recorded for ``parameter`` at exactly ``ts_ns``, if any."""
@@ -206,8 +210,7 @@ def judge_and_record(
         last_ts = serie.last_ts
         if ts_ns <= last_ts:
             results[parameter] = _judge_temporal(parameter, value, ts_ns, history)
-            serie.add(ts_ns, value)
-            serie.trim(serie.last_ts - HISTORY_NS)
+            serie.record(ts_ns, value)
             continue
         result = good
         last_value = serie.last_value
